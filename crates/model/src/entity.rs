@@ -200,18 +200,23 @@ impl Entity {
 
     /// Decodes a record of `kind` from JSON, refusing unknown fields.
     pub fn from_json(kind: Kind, value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        Self::deserialize_kind(kind, value)
+    }
+
+    /// Decodes a record of `kind` from any serde format (JSON bodies, TOML fleet files).
+    pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(kind: Kind, de: D) -> Result<Self, D::Error> {
         Ok(match kind {
-            Kind::Customer => Entity::Customer(serde_json::from_value(value)?),
-            Kind::Site => Entity::Site(serde_json::from_value(value)?),
-            Kind::Line => Entity::Line(serde_json::from_value(value)?),
-            Kind::Asset => Entity::Asset(serde_json::from_value(value)?),
-            Kind::Component => Entity::Component(serde_json::from_value(value)?),
-            Kind::AssetModel => Entity::AssetModel(serde_json::from_value(value)?),
-            Kind::Part => Entity::Part(serde_json::from_value(value)?),
-            Kind::Warehouse => Entity::Warehouse(serde_json::from_value(value)?),
-            Kind::Technician => Entity::Technician(serde_json::from_value(value)?),
-            Kind::Contract => Entity::Contract(serde_json::from_value(value)?),
-            Kind::User => Entity::User(serde_json::from_value(value)?),
+            Kind::Customer => Entity::Customer(Deserialize::deserialize(de)?),
+            Kind::Site => Entity::Site(Deserialize::deserialize(de)?),
+            Kind::Line => Entity::Line(Deserialize::deserialize(de)?),
+            Kind::Asset => Entity::Asset(Deserialize::deserialize(de)?),
+            Kind::Component => Entity::Component(Deserialize::deserialize(de)?),
+            Kind::AssetModel => Entity::AssetModel(Deserialize::deserialize(de)?),
+            Kind::Part => Entity::Part(Deserialize::deserialize(de)?),
+            Kind::Warehouse => Entity::Warehouse(Deserialize::deserialize(de)?),
+            Kind::Technician => Entity::Technician(Deserialize::deserialize(de)?),
+            Kind::Contract => Entity::Contract(Deserialize::deserialize(de)?),
+            Kind::User => Entity::User(Deserialize::deserialize(de)?),
         })
     }
 
