@@ -1,1 +1,76 @@
-//! placeholder
+//! The HTTP API: an axum `Router` over the records store.
+//!
+//! `app()` builds the whole router so that tests drive it with `oneshot` and the binary
+//! serves it. Only this crate knows HTTP and JSON request shapes. Every route except
+//! `/healthz` and `/readyz` sits behind bearer-token authentication; each handler checks
+//! its action against the model's permission table; tenant scoping is applied by the
+//! store inside its queries, from the principal's scope.
+
+mod admin;
+pub mod auth;
+mod error;
+mod idempotency;
+mod openapi;
+mod ops;
+mod records;
+
+pub use error::{ApiError, ApiResult};
+pub use openapi::document as openapi_document;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use std::sync::Arc;
+use store::RecordStoreRef;
+
+/// Renders the Prometheus exposition; installed by the binary, absent in tests.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Default request body limit: generous for records, small enough to refuse abuse.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// What handlers share.
+pub struct AppState {
+    pub store: RecordStoreRef,
+    pub auth: auth::Authenticator,
+    pub metrics: Option<MetricsRender>,
+}
+
+/// Knobs for `app`.
+pub struct AppOptions {
+    /// Largest accepted request body, in bytes; bigger gets 413.
+    pub body_limit: usize,
+    pub metrics: Option<MetricsRender>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self { body_limit: DEFAULT_BODY_LIMIT, metrics: None }
+    }
+}
+
+/// The whole HTTP surface.
+pub fn app(store: RecordStoreRef, options: AppOptions) -> Router {
+    let state = Arc::new(AppState { auth: auth::Authenticator::new(store.clone()), store, metrics: options.metrics });
+    let document = Arc::new(openapi::document());
+    let authenticated = Router::new()
+        .route("/api/v1/openapi.json", get(move || async move { axum::Json((*document).clone()) }))
+        .route("/api/v1/whoami", get(admin::whoami))
+        .route("/api/v1/tokens", get(admin::list_tokens).post(admin::create_token))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(admin::revoke_token))
+        .route("/api/v1/audit", get(admin::audit))
+        .route("/api/v1/audit/verify", get(admin::audit_verify))
+        .route("/api/v1/{collection}", get(records::list).post(records::create))
+        .route("/api/v1/{collection}/{*id}", get(records::get_one).put(records::replace).delete(records::remove))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::fallback)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ops::authenticate));
+    authenticated
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .layer(DefaultBodyLimit::max(options.body_limit))
+        .layer(axum::middleware::from_fn(ops::json_errors))
+        .layer(axum::middleware::from_fn(ops::http_metrics))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,7 @@
+//! API tests through the real router (`oneshot`), on a store seeded with the example fleet.
+
+mod authz;
+mod harness;
+mod idempotency;
+mod records;
+mod tenancy;
