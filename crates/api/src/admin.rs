@@ -63,20 +63,20 @@ pub async fn create_token(
     let value = parse_json(&body.map_err(body_rejection)?)?;
     let key = idempotency::optional_key(&headers)?;
     let hash = idempotency::request_hash("POST", "/api/v1/tokens", &value);
-    if let Some(key) = &key {
-        if let Some(replayed) = idempotency::replay(&state.store, &principal, key, &hash).await? {
-            return Ok(replayed);
-        }
+    if let Some(key) = &key
+        && let Some(replayed) = idempotency::replay(&state.store, &principal, key, &hash).await?
+    {
+        return Ok(replayed);
     }
     let request: NewToken = serde_json::from_value(value)
         .map_err(|e| ApiError::unprocessable("invalid_body", format!("the body is not a valid token request: {e}")))?;
     if request.name.trim().is_empty() {
         return Err(ApiError::unprocessable("invalid_body", "name must describe who or what uses the token"));
     }
-    if let Some(customer) = &request.customer {
-        if state.store.get(&model::Scope::All, model::Kind::Customer, customer).await?.is_none() {
-            return Err(ApiError::unprocessable("dangling_reference", format!("customer `{customer}` does not exist")));
-        }
+    if let Some(customer) = &request.customer
+        && state.store.get(&model::Scope::All, model::Kind::Customer, customer).await?.is_none()
+    {
+        return Err(ApiError::unprocessable("dangling_reference", format!("customer `{customer}` does not exist")));
     }
     let issued = issue_token(&request.name, request.role, request.customer)
         .map_err(|e| ApiError::unprocessable("invalid_body", e))?;

@@ -315,10 +315,10 @@ fn dangling_message(reference: &Reference, index: &HashMap<(Kind, String), &Enti
         .filter(|(kind, _)| *kind == reference.kind)
         .map(|(_, id)| (edit_distance(id, &reference.id), id))
         .min();
-    if let Some((distance, id)) = closest {
-        if distance <= 3.max(reference.id.len() / 4) {
-            message.push_str(&format!("; did you mean `{id}`?"));
-        }
+    if let Some((distance, id)) = closest
+        && distance <= 3.max(reference.id.len() / 4)
+    {
+        message.push_str(&format!("; did you mean `{id}`?"));
     }
     message
 }

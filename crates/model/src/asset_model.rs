@@ -171,21 +171,21 @@ impl AssetModel {
             }
             range(&at("expected_max"), s.expected_min, s.expected_max, errors);
             range(&at("physical_max"), s.physical_min, s.physical_max, errors);
-            if let (Some(pmin), Some(emin)) = (s.physical_min, s.expected_min) {
-                if emin < pmin {
-                    errors.push(FieldError::new(
-                        at("expected_min"),
-                        format!("expected_min {emin} is below physical_min {pmin}"),
-                    ));
-                }
+            if let (Some(pmin), Some(emin)) = (s.physical_min, s.expected_min)
+                && emin < pmin
+            {
+                errors.push(FieldError::new(
+                    at("expected_min"),
+                    format!("expected_min {emin} is below physical_min {pmin}"),
+                ));
             }
-            if let (Some(pmax), Some(emax)) = (s.physical_max, s.expected_max) {
-                if emax > pmax {
-                    errors.push(FieldError::new(
-                        at("expected_max"),
-                        format!("expected_max {emax} is above physical_max {pmax}"),
-                    ));
-                }
+            if let (Some(pmax), Some(emax)) = (s.physical_max, s.expected_max)
+                && emax > pmax
+            {
+                errors.push(FieldError::new(
+                    at("expected_max"),
+                    format!("expected_max {emax} is above physical_max {pmax}"),
+                ));
             }
             if s.kind == SignalKind::Enumerated && s.states.len() < 2 {
                 errors.push(FieldError::new(at("states"), "an enumerated signal needs at least two states"));
@@ -203,7 +203,7 @@ impl AssetModel {
                     format!("`{}` is already a signal or counter of this model", c.name),
                 ));
             }
-            if c.rollover.is_some_and(|r| !(r > 0.0)) {
+            if c.rollover.is_some_and(|r| r.is_nan() || r <= 0.0) {
                 errors.push(FieldError::new(at("rollover"), "rollover must be a positive number"));
             }
         }
@@ -243,7 +243,7 @@ impl AssetModel {
                 }
             }
             quantities(&at("parts"), &f.parts, errors);
-            if f.mean_repair_hours.is_some_and(|h| !(h > 0.0)) {
+            if f.mean_repair_hours.is_some_and(|h| h.is_nan() || h <= 0.0) {
                 errors.push(FieldError::new(at("mean_repair_hours"), "must be a positive number of hours"));
             }
         }
@@ -256,10 +256,10 @@ fn range(field: &str, min: Option<f64>, max: Option<f64>, errors: &mut Vec<Field
             errors.push(FieldError::new(field, "range limits must be finite numbers"));
         }
     }
-    if let (Some(min), Some(max)) = (min, max) {
-        if min >= max {
-            errors.push(FieldError::new(field, format!("maximum {max} must be greater than minimum {min}")));
-        }
+    if let (Some(min), Some(max)) = (min, max)
+        && min >= max
+    {
+        errors.push(FieldError::new(field, format!("maximum {max} must be greater than minimum {min}")));
     }
 }
 

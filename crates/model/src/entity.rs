@@ -320,32 +320,32 @@ impl Entity {
                     Some(Entity::Asset(a)) => Some(a),
                     _ => None,
                 });
-                if let Some(Entity::AssetModel(model)) = asset.and_then(|a| lookup(Kind::AssetModel, &a.model)) {
-                    if model.component(&c.model_component).is_none() {
-                        let known: Vec<&str> = model.components.iter().map(|d| d.id.as_str()).collect();
-                        errors.push(FieldError::new(
-                            "model_component",
-                            format!(
-                                "`{}` is not a component of model `{}` (it has: {})",
-                                c.model_component,
-                                model.id,
-                                known.join(", ")
-                            ),
-                        ));
-                    }
+                if let Some(Entity::AssetModel(model)) = asset.and_then(|a| lookup(Kind::AssetModel, &a.model))
+                    && model.component(&c.model_component).is_none()
+                {
+                    let known: Vec<&str> = model.components.iter().map(|d| d.id.as_str()).collect();
+                    errors.push(FieldError::new(
+                        "model_component",
+                        format!(
+                            "`{}` is not a component of model `{}` (it has: {})",
+                            c.model_component,
+                            model.id,
+                            known.join(", ")
+                        ),
+                    ));
                 }
             }
             Entity::Contract(c) => {
                 if let Pricing::OutcomeBased { counter, .. } = &c.pricing {
                     for (i, asset) in c.assets.iter().enumerate() {
                         let Some(Entity::Asset(a)) = lookup(Kind::Asset, asset) else { continue };
-                        if let Some(Entity::AssetModel(m)) = lookup(Kind::AssetModel, &a.model) {
-                            if !m.counters.iter().any(|k| &k.name == counter) {
-                                errors.push(FieldError::new(
-                                    format!("assets[{i}]"),
-                                    format!("asset `{asset}` (model `{}`) has no counter `{counter}` to meter", m.id),
-                                ));
-                            }
+                        if let Some(Entity::AssetModel(m)) = lookup(Kind::AssetModel, &a.model)
+                            && !m.counters.iter().any(|k| &k.name == counter)
+                        {
+                            errors.push(FieldError::new(
+                                format!("assets[{i}]"),
+                                format!("asset `{asset}` (model `{}`) has no counter `{counter}` to meter", m.id),
+                            ));
                         }
                     }
                 }
@@ -396,13 +396,13 @@ fn validate_contract(c: &Contract, errors: &mut Vec<FieldError>) {
             errors.push(FieldError::new(format!("assets[{i}]"), format!("asset `{asset}` is listed twice")));
         }
     }
-    if let Some(bp) = c.sla_availability_bp {
-        if bp == 0 || bp > 10_000 {
-            errors.push(FieldError::new(
-                "sla_availability_bp",
-                "availability target is in basis points: 1..=10000 (9950 = 99.50%)",
-            ));
-        }
+    if let Some(bp) = c.sla_availability_bp
+        && (bp == 0 || bp > 10_000)
+    {
+        errors.push(FieldError::new(
+            "sla_availability_bp",
+            "availability target is in basis points: 1..=10000 (9950 = 99.50%)",
+        ));
     }
     let amounts = c.pricing.amounts();
     if let Some((_, first)) = amounts.first() {
@@ -421,13 +421,13 @@ fn validate_contract(c: &Contract, errors: &mut Vec<FieldError>) {
             }
         }
     }
-    if let Pricing::ConditionBased { min_factor_bp, max_factor_bp, .. } = c.pricing {
-        if min_factor_bp == 0 || min_factor_bp > max_factor_bp {
-            errors.push(FieldError::new(
-                "pricing.max_factor_bp",
-                "need 0 < min_factor_bp <= max_factor_bp (basis points, 10000 = 1.0x)",
-            ));
-        }
+    if let Pricing::ConditionBased { min_factor_bp, max_factor_bp, .. } = c.pricing
+        && (min_factor_bp == 0 || min_factor_bp > max_factor_bp)
+    {
+        errors.push(FieldError::new(
+            "pricing.max_factor_bp",
+            "need 0 < min_factor_bp <= max_factor_bp (basis points, 10000 = 1.0x)",
+        ));
     }
 }
 
