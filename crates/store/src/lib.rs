@@ -11,11 +11,13 @@
 mod audit;
 mod error;
 mod sqlite;
+mod sync;
 mod types;
 
 pub use audit::{AuditEntry, AuditReport, GENESIS_HASH};
 pub use error::{Error, Result};
 pub use sqlite::SqliteStore;
+pub use sync::{SyncPlan, plan_sync};
 pub use types::{Applied, Change, IdempotencyRecord, ListQuery, Page, Stored, TokenRecord, WriteBatch};
 
 use async_trait::async_trait;

@@ -1,1 +1,104 @@
-fn main() {}
+//! `treaty`: the one binary. Parses the command line, sets up logging, and hands each
+//! subcommand to its module. Exit codes: 0 success, 1 failure, 2 invalid configuration,
+//! 3 audit chain broken.
+
+mod audit;
+mod import;
+mod logging;
+mod serve;
+mod token;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Treaty — IT/OT convergence hub for aftermarket service.
+///
+/// Start with `treaty serve --import examples/fleet.toml`: it imports the example fleet
+/// into ./treaty-data, prints an admin token once, and serves the API on
+/// http://127.0.0.1:8080 (OpenAPI document at /api/v1/openapi.json).
+#[derive(Debug, Parser)]
+#[command(name = "treaty", version, about, long_about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "human", env = "TREATY_LOG_FORMAT")]
+    log_format: logging::Format,
+    /// Log filter, e.g. `info` or `treaty=debug,tower_http=debug`.
+    #[arg(long, global = true, default_value = "info", env = "TREATY_LOG")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where Treaty keeps its data; every command that reads or writes it takes this flag.
+#[derive(Debug, clap::Args)]
+pub struct DataDir {
+    /// Data directory (created if missing). Safe to use while `treaty serve` runs on it.
+    #[arg(long, default_value = "./treaty-data", env = "TREATY_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (and import a fleet file first, if given).
+    Serve(serve::ServeArgs),
+    /// Apply a fleet file to the data directory: creates, updates and deletes exactly the
+    /// difference, in one transaction. A file with any problem changes nothing.
+    Import(import::ImportArgs),
+    /// Check a fleet file and list every problem with file:line:column (exit code 2 if any).
+    CheckConfig {
+        /// The fleet file, e.g. examples/fleet.toml.
+        file: PathBuf,
+    },
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Inspect the tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(error) = logging::init(cli.log_format, &cli.log_level) {
+        eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Import(args) => import::run(args).await,
+            Command::CheckConfig { file } => import::check(&file),
+            Command::Token(command) => token::run(command).await,
+            Command::Audit(command) => audit::run(command).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The operator running a CLI command, for the audit trail.
+pub fn local_actor() -> model::Principal {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    model::Principal::local_admin(&user)
+}
+
+/// Opens the records store in the data directory.
+pub fn open_store(data_dir: &DataDir) -> anyhow::Result<store::RecordStoreRef> {
+    use anyhow::Context;
+    let store = store::SqliteStore::open(&data_dir.data_dir)
+        .with_context(|| format!("opening the data directory {}", data_dir.data_dir.display()))?;
+    Ok(std::sync::Arc::new(store))
+}

@@ -89,3 +89,37 @@ async fn audit_log_refuses_in_place_edits() {
     let err = conn.execute("DELETE FROM audit", []).expect_err("trigger");
     assert!(err.to_string().contains("append-only"), "{err}");
 }
+
+#[tokio::test]
+async fn sync_plans_apply_exactly_the_difference() {
+    use model::Entity;
+    use store::{WriteBatch, plan_sync};
+    let (store, _dir) = fresh();
+    let apply = |desired: Vec<Entity>| {
+        let store = store.clone();
+        async move {
+            let plan = plan_sync(&desired, &store.snapshot().await.expect("snapshot"));
+            let summary = plan.summary();
+            let unchanged = plan.unchanged;
+            store
+                .apply(WriteBatch { actor: "sync".into(), changes: plan.changes, idempotency: None })
+                .await
+                .expect("apply");
+            (summary, unchanged)
+        }
+    };
+    let (summary, _) = apply(base()).await;
+    assert_eq!(summary.iter().map(|s| s.1).sum::<usize>(), base().len());
+    let (summary, unchanged) = apply(base()).await;
+    assert!(summary.is_empty(), "re-import changed {summary:?}");
+    assert_eq!(unchanged, base().len());
+    // Rename one customer, drop one user: exactly one update and one delete.
+    let mut changed = base();
+    changed.retain(|e| e.kind() != Kind::User);
+    if let Some(Entity::Customer(c)) = changed.iter_mut().find(|e| e.id() == "globex") {
+        c.name = "Globex Inc".into();
+    }
+    let (summary, unchanged) = apply(changed).await;
+    assert_eq!(summary, vec![(Kind::Customer, 0, 1, 0), (Kind::User, 0, 0, 1)]);
+    assert_eq!(unchanged, base().len() - 2);
+}

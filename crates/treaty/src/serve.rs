@@ -1,0 +1,120 @@
+//! `treaty serve`: open the data directory, optionally import a fleet file, make sure an
+//! admin can get in (first start only), and serve the API until SIGINT or SIGTERM.
+
+use crate::DataDir;
+use anyhow::Context;
+use api::auth::{issue_token, token_from_secret};
+use model::Role;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use store::RecordStoreRef;
+
+/// Environment variable that supplies the first admin token instead of generating one.
+pub const ADMIN_TOKEN_ENV: &str = "TREATY_ADMIN_TOKEN";
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data_dir: DataDir,
+    /// Address to listen on. The default keeps the API on this machine.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "TREATY_BIND")]
+    pub bind: SocketAddr,
+    /// Import this fleet file before serving (same as `treaty import FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub import: Option<PathBuf>,
+    /// Largest accepted request body in bytes; larger requests get 413.
+    #[arg(long, default_value_t = api::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let store = crate::open_store(&args.data_dir)?;
+    if let Some(file) = &args.import {
+        let code = crate::import::import(&store, file, false).await?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
+    }
+    bootstrap_admin(&store).await?;
+    let metrics = install_metrics()?;
+    let router = api::app(store, api::AppOptions { body_limit: args.body_limit, metrics: Some(metrics) });
+    let listener =
+        tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%address, data_dir = %args.data_dir.data_dir.display(), "serving the Treaty API");
+    eprintln!("Treaty is serving on http://{address} (OpenAPI: http://{address}/api/v1/openapi.json); Ctrl-C stops it");
+    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// On a data directory without tokens, creates the first admin token: from
+/// `TREATY_ADMIN_TOKEN` if set, otherwise random and printed once on stdout.
+async fn bootstrap_admin(store: &RecordStoreRef) -> anyhow::Result<()> {
+    if !store.tokens().await.context("reading tokens")?.is_empty() {
+        return Ok(());
+    }
+    let actor = "system:bootstrap";
+    match std::env::var(ADMIN_TOKEN_ENV) {
+        Ok(secret) => {
+            let issued = token_from_secret(secret, "bootstrap admin", Role::Admin, None)
+                .map_err(|e| anyhow::anyhow!("{ADMIN_TOKEN_ENV}: {e}"))?;
+            let id = issued.record.id.clone();
+            store.create_token(actor, issued.record).await?;
+            eprintln!("created the first admin token (id {id}) from {ADMIN_TOKEN_ENV}");
+        }
+        Err(_) => {
+            let issued = issue_token("bootstrap admin", Role::Admin, None).map_err(anyhow::Error::msg)?;
+            store.create_token(actor, issued.record).await?;
+            eprintln!("First start: created an admin token. It is shown only this once; keep it safe:");
+            println!("{}", issued.secret);
+            eprintln!("Use it as `Authorization: Bearer <token>`; create more with `treaty token create --role ...`.");
+        }
+    }
+    Ok(())
+}
+
+fn install_metrics() -> anyhow::Result<api::MetricsRender> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    metrics::gauge!("treaty_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    let upkeep = handle.clone();
+    // Histograms are drained periodically so that memory stays bounded.
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(Arc::new(move || handle.render()))
+}
+
+/// Resolves on Ctrl-C or SIGTERM; in-flight requests then finish before exit.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

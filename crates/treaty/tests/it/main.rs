@@ -1,0 +1,262 @@
+//! End-to-end tests of the `treaty` binary: the commands a new user runs, as processes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn treaty() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_treaty"));
+    command.env_remove("TREATY_ADMIN_TOKEN").env_remove("TREATY_DATA_DIR").env("TREATY_LOG", "warn");
+    command
+}
+
+fn example() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/fleet.toml").to_owned()
+}
+
+fn run(args: &[&str]) -> Output {
+    treaty().args(args).output().expect("run treaty")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn audit_len(dir: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(dir.join("records.db")).expect("open");
+    conn.query_row("SELECT count(*) FROM audit", [], |r| r.get(0)).expect("count")
+}
+
+#[test]
+fn check_config_accepts_the_example_and_lists_every_problem_otherwise() {
+    let ok = run(&["check-config", &example()]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("ok (415 records)") || text(&ok.stdout).contains(": ok ("));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    let source = std::fs::read_to_string(example())
+        .expect("read example")
+        .replacen("[[customer]]", "[[customer]]\nfavourite_colour = \"blue\"", 1)
+        .replacen("model = \"cp200\"", "model = \"cp-200\"", 1);
+    std::fs::write(&bad, source).expect("write");
+    let out = run(&["check-config", bad.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    let located: Vec<&str> = stderr.lines().filter(|l| l.contains("bad.toml:")).collect();
+    assert_eq!(located.len(), 2, "{stderr}");
+    assert!(located[0].contains("unknown field `favourite_colour`"), "{stderr}");
+    assert!(
+        located[1].contains(".model: refers to asset_model `cp-200`") && located[1].contains("did you mean `cp200`?"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 problems found; nothing was applied"));
+    let missing = run(&["check-config", "/no/such/fleet.toml"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("cannot read the file"));
+}
+
+#[test]
+fn import_is_idempotent_applies_differences_and_refuses_bad_files_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8");
+    let first = run(&["import", &example(), "--data-dir", data]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(text(&first.stdout).contains("applied: created 415, updated 0, deleted 0"), "{}", text(&first.stdout));
+    let entries = audit_len(Path::new(data));
+
+    let again = run(&["import", &example(), "--data-dir", data]);
+    assert!(text(&again.stdout).contains("already up to date (415 records unchanged)"), "{}", text(&again.stdout));
+    assert_eq!(audit_len(Path::new(data)), entries, "re-import must not write");
+
+    // Rename one technician and remove one user: exactly that difference is applied.
+    let source = std::fs::read_to_string(example()).expect("read");
+    let tech_name = source
+        .lines()
+        .skip_while(|l| !l.starts_with("[[technician]]"))
+        .find(|l| l.starts_with("name = "))
+        .expect("tech name")
+        .to_owned();
+    let changed_source = source.replacen(&tech_name, "name = \"Renamed Technician\"", 1);
+    let user_start = changed_source.rfind("[[user]]").expect("a user");
+    let changed_source = changed_source[..user_start].to_owned();
+    let changed = dir.path().join("changed.toml");
+    std::fs::write(&changed, &changed_source).expect("write");
+    let dry = run(&["import", changed.to_str().expect("utf-8"), "--data-dir", data, "--dry-run"]);
+    assert!(text(&dry.stdout).contains("dry run: would create 0, update 1, delete 1"), "{}", text(&dry.stdout));
+    assert_eq!(audit_len(Path::new(data)), entries, "dry run must not write");
+    let applied = run(&["import", changed.to_str().expect("utf-8"), "--data-dir", data]);
+    assert!(
+        text(&applied.stdout).contains("applied: created 0, updated 1, deleted 1; 413 unchanged"),
+        "{}",
+        text(&applied.stdout)
+    );
+    assert_eq!(audit_len(Path::new(data)), entries + 2);
+
+    // A file with one problem changes nothing at all.
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, format!("{source}\n[[customer]]\nid = \"new\"\n")).expect("write");
+    let refused = run(&["import", broken.to_str().expect("utf-8"), "--data-dir", data]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("missing field `name`"), "{}", text(&refused.stderr));
+    assert_eq!(audit_len(Path::new(data)), entries + 2);
+
+    let verify = run(&["audit", "verify", "--data-dir", data]);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    let conn = rusqlite::Connection::open(Path::new(data).join("records.db")).expect("open");
+    conn.execute_batch("DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE seq = 10;")
+        .expect("tamper");
+    let tampered = run(&["audit", "verify", "--data-dir", data]);
+    assert_eq!(tampered.status.code(), Some(3));
+    assert!(text(&tampered.stderr).contains("entry 10 was modified"), "{}", text(&tampered.stderr));
+}
+
+/// A running `treaty serve` on an ephemeral port.
+struct Server {
+    child: Child,
+    address: String,
+    /// Receives every `trt_` line the server prints on stdout.
+    token_reader: std::sync::mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(data: &str, env_token: Option<&str>) -> Server {
+        let mut command = treaty();
+        command.args(["serve", "--data-dir", data, "--bind", "127.0.0.1:0", "--import", &example()]);
+        if let Some(token) = env_token {
+            command.env("TREATY_ADMIN_TOKEN", token);
+        }
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (token_sender, token_reader) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("trt_") {
+                    let _ = token_sender.send(line);
+                }
+                // Keep draining so that the server never writes into a closed pipe.
+            }
+        });
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut address = None;
+        let mut line = String::new();
+        while address.is_none() && Instant::now() < deadline {
+            line.clear();
+            if stderr.read_line(&mut line).expect("read stderr") == 0 {
+                break;
+            }
+            if let Some(rest) = line.strip_prefix("Treaty is serving on http://") {
+                address = rest.split_whitespace().next().map(str::to_owned);
+            }
+        }
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let address = address.expect("server did not report its address");
+        Server { child, address, token_reader }
+    }
+
+    /// The admin token printed on first start.
+    fn printed_token(&self) -> Option<String> {
+        self.token_reader.recv_timeout(Duration::from_secs(30)).ok()
+    }
+
+    fn get(&self, path: &str, token: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.address).expect("connect");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: treaty\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        (status, body)
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        self.child.wait().expect("wait")
+    }
+}
+
+#[test]
+fn serve_bootstraps_an_admin_once_and_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8");
+    let server = Server::start(data, None);
+    let admin = server.printed_token().expect("first start prints an admin token");
+    let (status, body) = server.get("/api/v1/whoami", &admin);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"role\":\"admin\""), "{body}");
+    let (status, _) = server.get("/api/v1/assets", "trt_wrong_wrong_wrong_wrong_wrong_wrong");
+    assert_eq!(status, 401);
+    // The CLI writes to the same data directory while the hub serves.
+    let created = run(&[
+        "token",
+        "create",
+        "--role",
+        "customer-viewer",
+        "--customer",
+        "acme",
+        "--name",
+        "acme portal",
+        "--data-dir",
+        data,
+    ]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let viewer = text(&created.stdout).trim().to_owned();
+    let (status, body) = server.get("/api/v1/sites?limit=1000", &viewer);
+    assert_eq!(status, 200);
+    let sites: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let ids: Vec<&str> =
+        sites["items"].as_array().expect("items").iter().filter_map(|s| s["data"]["id"].as_str()).collect();
+    assert!(!ids.is_empty() && ids.iter().all(|id| id.starts_with("acme/")), "{ids:?}");
+    let (status, _) = server.get("/metrics", &admin);
+    assert_eq!(status, 200);
+    let status = server.terminate();
+    assert!(status.success(), "SIGTERM must shut down cleanly: {status}");
+
+    // Second start: no new token printed, the old one still works.
+    let server = Server::start(data, None);
+    let (status, _) = server.get("/api/v1/whoami", &admin);
+    assert_eq!(status, 200);
+    assert_eq!(server.token_reader.try_recv().ok(), None, "a second start must not mint another token");
+    assert!(server.terminate().success());
+    let listed = run(&["token", "list", "--data-dir", data]);
+    assert_eq!(text(&listed.stdout).lines().filter(|l| l.contains(" admin ")).count(), 1, "{}", text(&listed.stdout));
+}
+
+#[test]
+fn serve_takes_the_first_admin_token_from_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8");
+    let chosen = "trt_operator-chosen-secret-0123456789abcdef";
+    let server = Server::start(data, Some(chosen));
+    assert_eq!(server.get("/api/v1/whoami", chosen).0, 200);
+    assert!(server.terminate().success());
+    let short = treaty()
+        .args(["serve", "--data-dir", &format!("{data}/other"), "--bind", "127.0.0.1:0"])
+        .env("TREATY_ADMIN_TOKEN", "short")
+        .output()
+        .expect("run");
+    assert!(!short.status.success());
+    assert!(text(&short.stderr).contains("at least 32"), "{}", text(&short.stderr));
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let help = run(&["--help"]);
+    let out = text(&help.stdout);
+    for command in ["serve", "import", "check-config", "token", "audit"] {
+        assert!(out.contains(command), "{out}");
+    }
+    let token_help = text(&run(&["token", "create", "--help"]).stdout);
+    assert!(token_help.contains("--role") && token_help.contains("--customer") && token_help.contains("--data-dir"));
+    let bad_role = run(&["token", "create", "--role", "overlord"]);
+    assert_eq!(bad_role.status.code(), Some(2));
+    assert!(text(&bad_role.stderr).contains("not a role"));
+}
