@@ -250,3 +250,51 @@ fn example_fleet_is_valid_and_realistic() {
         .collect();
     assert_eq!(roles.len(), model::Role::ALL.len(), "one user of every role: {roles:?}");
 }
+
+/// A small deterministic generator, so that the mutation test needs no dependency and
+/// every failure reproduces.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn mutated_files_never_panic_and_always_explain() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/fleet.toml");
+    let original = std::fs::read(path).expect("read example");
+    let tokens: [&[u8]; 12] = [b"\"", b"[[", b"]]", b"=", b"\n", b"nan", b"-", b"/", b"{", b"}", b"1e999", b"\xff"];
+    let mut rng = Lcg(0x7ea7);
+    for round in 0..300 {
+        let mut bytes = original.clone();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(bytes.len());
+            match rng.below(3) {
+                0 => {
+                    bytes.remove(at);
+                }
+                1 => {
+                    let token = tokens[rng.below(tokens.len())];
+                    bytes.splice(at..at, token.iter().copied());
+                }
+                _ => bytes[at] = b"azAZ09_ .,#"[rng.below(11)],
+            }
+        }
+        let source = String::from_utf8_lossy(&bytes);
+        match parse_fleet("mutated.toml", &source) {
+            Ok(fleet) => assert!(!fleet.entities.is_empty(), "round {round}"),
+            Err(diagnostics) => {
+                assert!(!diagnostics.0.is_empty(), "round {round}: an error without a diagnostic");
+                for d in &diagnostics.0 {
+                    assert!(d.line >= 1 && !d.message.is_empty(), "round {round}: {d}");
+                }
+            }
+        }
+    }
+}
