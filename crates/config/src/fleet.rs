@@ -97,6 +97,9 @@ pub fn parse_fleet(file: &str, source: &str) -> Result<Fleet, Diagnostics> {
         }
     };
     let mut items = collect_items(&mut checker, document.into_inner());
+    if items.is_empty() && checker.diagnostics.is_empty() {
+        checker.report(0..0, "", "the file declares no records; importing it would delete the whole installed base");
+    }
     check_duplicates(&mut checker, &items);
     let index: HashMap<(Kind, String), usize> = items
         .iter()
@@ -286,7 +289,11 @@ fn check_duplicates(checker: &mut Checker<'_>, items: &[Item<'_>]) {
 fn add_implied_components(items: &mut Vec<Item<'_>>, index: &HashMap<(Kind, String), usize>) {
     let mut implied = Vec::new();
     for item in items.iter() {
-        let Some(Entity::Asset(asset)) = &item.entity else { continue };
+        let Some(entity @ Entity::Asset(asset)) = &item.entity else { continue };
+        // An asset whose id is already wrong would only repeat that error per component.
+        if !entity.validate().is_empty() {
+            continue;
+        }
         let Some(Entity::AssetModel(model)) =
             index.get(&(Kind::AssetModel, asset.model.clone())).and_then(|i| items[*i].entity.as_ref())
         else {

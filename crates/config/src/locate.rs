@@ -42,8 +42,10 @@ fn split_indexes(segment: &str) -> (&str, Vec<usize>) {
     (&segment[..name_end], indexes)
 }
 
-/// Removes, anywhere under `value`, the table key whose key or value span is `span`.
-/// Returns whether a key was removed.
+/// Removes, anywhere under `value`, the table key whose *key* span is `span`. Returns
+/// whether a key was removed. (An error spanning a whole value, as serde reports for
+/// internally tagged enums, removes nothing: removing the value would invent a
+/// "missing field" error.)
 pub(crate) fn remove_key_at(value: &mut Spanned<DeValue<'_>>, span: &Range<usize>) -> bool {
     match value.get_mut() {
         DeValue::Table(table) => remove_in_table(table, span),
@@ -53,7 +55,7 @@ pub(crate) fn remove_key_at(value: &mut Spanned<DeValue<'_>>, span: &Range<usize
 }
 
 fn remove_in_table(table: &mut DeTable<'_>, span: &Range<usize>) -> bool {
-    let hit = table.iter().find(|(k, v)| &k.span() == span || &v.span() == span).map(|(k, _)| k.get_ref().clone());
+    let hit = table.iter().find(|(k, _)| &k.span() == span).map(|(k, _)| k.get_ref().clone());
     if let Some(key) = hit {
         table.remove(key.as_ref());
         return true;

@@ -169,8 +169,8 @@ impl AssetModel {
                 errors
                     .push(FieldError::new(at("name"), format!("signal `{}` is declared twice in this model", s.name)));
             }
-            range(&at("expected_max"), s.expected_min, s.expected_max, errors);
-            range(&at("physical_max"), s.physical_min, s.physical_max, errors);
+            range(&at("expected"), s.expected_min, s.expected_max, errors);
+            range(&at("physical"), s.physical_min, s.physical_max, errors);
             if let (Some(pmin), Some(emin)) = (s.physical_min, s.expected_min)
                 && emin < pmin
             {
@@ -203,8 +203,8 @@ impl AssetModel {
                     format!("`{}` is already a signal or counter of this model", c.name),
                 ));
             }
-            if c.rollover.is_some_and(|r| r.is_nan() || r <= 0.0) {
-                errors.push(FieldError::new(at("rollover"), "rollover must be a positive number"));
+            if c.rollover.is_some_and(|r| !r.is_finite() || r <= 0.0) {
+                errors.push(FieldError::new(at("rollover"), "rollover must be a positive, finite number"));
             }
         }
         let mut component_ids = HashSet::new();
@@ -238,7 +238,7 @@ impl AssetModel {
                 if self.signal(symptom).is_none() && !self.counters.iter().any(|c| &c.name == symptom) {
                     errors.push(FieldError::new(
                         format!("failure_mode[{i}].symptoms[{j}]"),
-                        format!("`{symptom}` is not a signal of model `{}`", self.id),
+                        format!("`{symptom}` is not a signal or counter of model `{}`", self.id),
                     ));
                 }
             }
@@ -250,16 +250,17 @@ impl AssetModel {
     }
 }
 
-fn range(field: &str, min: Option<f64>, max: Option<f64>, errors: &mut Vec<FieldError>) {
-    for v in [min, max].into_iter().flatten() {
-        if !v.is_finite() {
-            errors.push(FieldError::new(field, "range limits must be finite numbers"));
+/// Checks `<prefix>_min` and `<prefix>_max`.
+fn range(prefix: &str, min: Option<f64>, max: Option<f64>, errors: &mut Vec<FieldError>) {
+    for (end, v) in [("min", min), ("max", max)] {
+        if v.is_some_and(|v| !v.is_finite()) {
+            errors.push(FieldError::new(format!("{prefix}_{end}"), "range limits must be finite numbers"));
         }
     }
     if let (Some(min), Some(max)) = (min, max)
         && min >= max
     {
-        errors.push(FieldError::new(field, format!("maximum {max} must be greater than minimum {min}")));
+        errors.push(FieldError::new(format!("{prefix}_max"), format!("maximum {max} must be greater than minimum {min}")));
     }
 }
 

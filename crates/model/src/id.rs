@@ -19,7 +19,7 @@ pub enum IdError {
         "segment `{segment}` contains `{ch}`; use letters, digits, `-`, `_` and `.`, starting with a letter or digit"
     )]
     BadChar { segment: String, ch: char },
-    #[error("`{path}` has {found} segments; a {what} path has exactly {expected} (e.g. `{example}`)")]
+    #[error("`{path}` has {found} segments; {what} ids have exactly {expected} (e.g. `{example}`)")]
     Depth { path: String, what: &'static str, found: usize, expected: usize, example: &'static str },
 }
 

@@ -298,3 +298,19 @@ fn mutated_files_never_panic_and_always_explain() {
         }
     }
 }
+
+#[test]
+fn unknown_key_in_a_tagged_table_is_reported_once() {
+    let source = VALID.replace("kind = \"outcome_based\"", "kind = \"outcome_based\"\ndiscount = 3");
+    let found = problems(&source);
+    let text: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert_eq!(found.len(), 1, "{text:?}");
+    assert!(found[0].message.contains("unknown field `discount`"), "{text:?}");
+}
+
+#[test]
+fn an_empty_file_is_refused() {
+    let found = problems("# nothing here\n");
+    assert_eq!(found.len(), 1);
+    assert!(found[0].message.contains("declares no records"), "{}", found[0]);
+}
