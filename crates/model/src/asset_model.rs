@@ -260,7 +260,10 @@ fn range(prefix: &str, min: Option<f64>, max: Option<f64>, errors: &mut Vec<Fiel
     if let (Some(min), Some(max)) = (min, max)
         && min >= max
     {
-        errors.push(FieldError::new(format!("{prefix}_max"), format!("maximum {max} must be greater than minimum {min}")));
+        errors.push(FieldError::new(
+            format!("{prefix}_max"),
+            format!("maximum {max} must be greater than minimum {min}"),
+        ));
     }
 }
 
