@@ -1,6 +1,6 @@
 //! Administration endpoints: API tokens, the audit trail, and `whoami`.
 
-use crate::auth::issue_token;
+use crate::auth::issue_bound_token;
 use crate::error::{ApiError, ApiResult};
 use crate::records::{body_rejection, parse_json, require};
 use crate::{AppState, idempotency};
@@ -26,6 +26,7 @@ fn token_view(token: &TokenRecord) -> Value {
         "name": token.name,
         "role": token.role,
         "customer": token.customer,
+        "assets": token.assets,
         "created_at": token.created_at.to_rfc3339(),
         "revoked_at": token.revoked_at.map(|t| t.to_rfc3339()),
     })
@@ -48,6 +49,9 @@ struct NewToken {
     role: Role,
     #[serde(default)]
     customer: Option<String>,
+    /// Device tokens: asset paths or site/line prefixes whose telemetry it may write.
+    #[serde(default)]
+    assets: Vec<String>,
 }
 
 /// Creates a token and shows its secret once. With an Idempotency-Key, a retry does not
@@ -78,7 +82,7 @@ pub async fn create_token(
     {
         return Err(ApiError::unprocessable("dangling_reference", format!("customer `{customer}` does not exist")));
     }
-    let issued = issue_token(&request.name, request.role, request.customer)
+    let issued = issue_bound_token(&request.name, request.role, request.customer, request.assets)
         .map_err(|e| ApiError::unprocessable("invalid_body", e))?;
     let view = token_view(&issued.record);
     state.store.create_token(&principal.actor, issued.record).await?;

@@ -28,10 +28,31 @@ pub struct IssuedToken {
 
 /// Creates a new random token for `role`.
 pub fn issue_token(name: &str, role: Role, customer: Option<String>) -> Result<IssuedToken, String> {
+    issue_bound_token(name, role, customer, Vec::new())
+}
+
+/// Creates a new random token; `assets` binds a device token to asset paths or prefixes.
+pub fn issue_bound_token(
+    name: &str,
+    role: Role,
+    customer: Option<String>,
+    assets: Vec<String>,
+) -> Result<IssuedToken, String> {
+    match (role, assets.is_empty()) {
+        (Role::Device, true) => {
+            return Err("a device token needs at least one asset path (or site/line prefix) it may write".into());
+        }
+        (role, false) if role != Role::Device => {
+            return Err(format!("only device tokens are bound to assets, not {role}"));
+        }
+        _ => {}
+    }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| format!("no randomness available: {e}"))?;
     let secret = format!("trt_{}", hex(&bytes));
-    token_from_secret(secret, name, role, customer)
+    let mut issued = token_from_secret(secret, name, role, customer)?;
+    issued.record.assets = assets;
+    Ok(issued)
 }
 
 /// Builds the record for an operator-chosen secret (checked for length and charset).
@@ -58,6 +79,7 @@ pub fn token_from_secret(
         name: name.to_owned(),
         role,
         customer,
+        assets: Vec::new(),
         hash,
         created_at: Timestamp(now_ms()),
         revoked_at: None,
@@ -114,6 +136,7 @@ impl Authenticator {
             actor: format!("token:{} ({})", record.id, record.name),
             role: record.role,
             customer: record.customer,
+            assets: record.assets,
         })
     }
 

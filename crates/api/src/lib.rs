@@ -13,9 +13,11 @@ mod idempotency;
 mod openapi;
 mod ops;
 mod records;
+pub mod telemetry;
 
 pub use error::{ApiError, ApiResult};
 pub use openapi::document as openapi_document;
+pub use telemetry::Telemetry;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -29,31 +31,59 @@ pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 /// Default request body limit: generous for records, small enough to refuse abuse.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
+/// Default body limit of telemetry writes: room for batches of ~100k samples.
+pub const DEFAULT_TELEMETRY_BODY_LIMIT: usize = 32 * 1024 * 1024;
+
 /// What handlers share.
 pub struct AppState {
     pub store: RecordStoreRef,
     pub auth: auth::Authenticator,
     pub metrics: Option<MetricsRender>,
+    /// The telemetry engine, when this hub stores telemetry.
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// Knobs for `app`.
 pub struct AppOptions {
     /// Largest accepted request body, in bytes; bigger gets 413.
     pub body_limit: usize,
+    /// Largest accepted telemetry write, in bytes.
+    pub telemetry_body_limit: usize,
     pub metrics: Option<MetricsRender>,
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
-        Self { body_limit: DEFAULT_BODY_LIMIT, metrics: None }
+        Self {
+            body_limit: DEFAULT_BODY_LIMIT,
+            telemetry_body_limit: DEFAULT_TELEMETRY_BODY_LIMIT,
+            metrics: None,
+            telemetry: None,
+        }
     }
 }
 
 /// The whole HTTP surface.
 pub fn app(store: RecordStoreRef, options: AppOptions) -> Router {
-    let state = Arc::new(AppState { auth: auth::Authenticator::new(store.clone()), store, metrics: options.metrics });
+    let state = Arc::new(AppState {
+        auth: auth::Authenticator::new(store.clone()),
+        store,
+        metrics: options.metrics,
+        telemetry: options.telemetry,
+    });
     let document = Arc::new(openapi::document());
+    let telemetry_writes = Router::new()
+        .route("/api/v1/telemetry", axum::routing::post(telemetry::write_json))
+        .route("/api/v1/write", axum::routing::post(telemetry::write_line_protocol))
+        .route_layer(DefaultBodyLimit::max(options.telemetry_body_limit));
     let authenticated = Router::new()
+        .merge(telemetry_writes)
+        .route("/api/v1/telemetry/range", get(telemetry::range))
+        .route("/api/v1/telemetry/latest", get(telemetry::latest))
+        .route("/api/v1/telemetry/asset", get(telemetry::asset_window))
+        .route("/api/v1/telemetry/counter", get(telemetry::counter))
+        .route("/api/v1/telemetry/stream", get(telemetry::stream))
         .route("/api/v1/openapi.json", get(move || async move { axum::Json((*document).clone()) }))
         .route("/api/v1/whoami", get(admin::whoami))
         .route("/api/v1/tokens", get(admin::list_tokens).post(admin::create_token))

@@ -49,6 +49,8 @@ pub fn require(principal: &Principal, action: Action) -> ApiResult<()> {
         Action::ManageTokens => "manage API tokens".into(),
         Action::ReadAudit => "read the audit log".into(),
         Action::ReadMetrics => "read metrics".into(),
+        Action::WriteTelemetry => "send telemetry".into(),
+        Action::ReadTelemetry => "read telemetry".into(),
     };
     Err(ApiError::forbidden(format!("role {} may not {what}", principal.role)))
 }

@@ -88,12 +88,15 @@ pub struct Principal {
     pub role: Role,
     /// Set exactly when `role` is `customer-viewer`.
     pub customer: Option<String>,
+    /// For `device` tokens: the asset paths (or site/line prefixes) whose telemetry it
+    /// may write. Empty for every other role.
+    pub assets: Vec<String>,
 }
 
 impl Principal {
     /// The local operator running a CLI command against the data directory.
     pub fn local_admin(user: &str) -> Self {
-        Self { actor: format!("cli:{user}"), role: Role::Admin, customer: None }
+        Self { actor: format!("cli:{user}"), role: Role::Admin, customer: None, assets: Vec::new() }
     }
 
     pub fn scope(&self) -> Scope {
@@ -108,6 +111,20 @@ impl Principal {
     pub fn may(&self, action: Action) -> bool {
         permits(self.role, action)
     }
+
+    /// Whether this principal may write telemetry of `asset`: staff roles with the
+    /// permission may write any asset's; a device only the assets it is bound to.
+    pub fn may_write_telemetry_of(&self, asset: &str) -> bool {
+        if !self.may(Action::WriteTelemetry) {
+            return false;
+        }
+        if self.role != Role::Device {
+            return true;
+        }
+        self.assets
+            .iter()
+            .any(|bound| asset == bound || asset.strip_prefix(bound.as_str()).is_some_and(|rest| rest.starts_with('/')))
+    }
 }
 
 /// Something a principal may attempt.
@@ -118,6 +135,10 @@ pub enum Action {
     ManageTokens,
     ReadAudit,
     ReadMetrics,
+    /// Send samples (devices only for their bound assets).
+    WriteTelemetry,
+    /// Query telemetry (customer-viewers only of their own assets).
+    ReadTelemetry,
 }
 
 /// The permission table. One place, tested as a matrix.
@@ -144,5 +165,7 @@ pub fn permits(role: Role, action: Action) -> bool {
         },
         Action::ManageTokens | Action::ReadAudit => role == R::Admin,
         Action::ReadMetrics => matches!(role, R::Admin | R::OtEngineer),
+        Action::WriteTelemetry => matches!(role, R::Admin | R::OtEngineer | R::Device),
+        Action::ReadTelemetry => role != R::Device,
     }
 }

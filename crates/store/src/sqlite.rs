@@ -127,6 +127,7 @@ fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, Str
         name: row.get(1)?,
         role: Role::Admin,
         customer: row.get(3)?,
+        assets: serde_json::from_str(&row.get::<_, String>(7)?).unwrap_or_default(),
         hash: row.get(4)?,
         created_at: Timestamp(row.get(5)?),
         revoked_at: row.get::<_, Option<i64>>(6)?.map(Timestamp),
@@ -139,7 +140,7 @@ fn with_role((mut record, role): (TokenRecord, String)) -> Result<TokenRecord> {
     Ok(record)
 }
 
-const TOKEN_COLUMNS: &str = "id, name, role, customer, hash, created_at, revoked_at";
+const TOKEN_COLUMNS: &str = "id, name, role, customer, hash, created_at, revoked_at, assets";
 
 #[async_trait]
 impl RecordStore for SqliteStore {
@@ -250,14 +251,22 @@ impl RecordStore for SqliteStore {
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let inserted = tx.execute(
-                &format!("INSERT OR IGNORE INTO token ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL)"),
-                params![token.id, token.name, token.role.as_str(), token.customer, token.hash, token.created_at.0],
+                &format!("INSERT OR IGNORE INTO token ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)"),
+                params![
+                    token.id,
+                    token.name,
+                    token.role.as_str(),
+                    token.customer,
+                    token.hash,
+                    token.created_at.0,
+                    serde_json::to_string(&token.assets)?
+                ],
             )?;
             if inserted == 0 {
                 return Err(Error::Internal(format!("token id `{}` already exists", token.id)));
             }
-            let after =
-                serde_json::json!({"id": token.id, "name": token.name, "role": token.role, "customer": token.customer});
+            let after = serde_json::json!({"id": token.id, "name": token.name, "role": token.role,
+                "customer": token.customer, "assets": token.assets});
             apply::append_audit(&tx, &actor, "token.create", "token", &token.id, None, Some(after.to_string()))?;
             tx.commit()?;
             Ok(())

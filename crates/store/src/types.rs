@@ -97,6 +97,8 @@ pub struct TokenRecord {
     pub name: String,
     pub role: Role,
     pub customer: Option<String>,
+    /// For device tokens: asset paths or hierarchy prefixes whose telemetry it may write.
+    pub assets: Vec<String>,
     /// Argon2id PHC string.
     pub hash: String,
     pub created_at: Timestamp,

@@ -27,6 +27,12 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes; larger requests get 413.
     #[arg(long, default_value_t = api::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
+    /// Largest accepted telemetry write (JSON batch or line protocol) in bytes.
+    #[arg(long, default_value_t = api::DEFAULT_TELEMETRY_BODY_LIMIT)]
+    pub telemetry_body_limit: usize,
+    /// Samples timestamped further than this many seconds ahead of the hub's clock are rejected.
+    #[arg(long, default_value_t = 600)]
+    pub max_future_secs: i64,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -39,13 +45,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     bootstrap_admin(&store).await?;
     let metrics = install_metrics()?;
-    let router = api::app(store, api::AppOptions { body_limit: args.body_limit, metrics: Some(metrics) });
+    let telemetry_dir = args.data_dir.data_dir.join("telemetry");
+    let tsdb = tokio::task::spawn_blocking(move || tsdb::Tsdb::open(&telemetry_dir, tsdb::TsdbOptions::default()))
+        .await
+        .context("opening the telemetry engine")?
+        .context("opening the telemetry engine")?;
+    let telemetry = Arc::new(api::Telemetry::new(tsdb.clone(), args.max_future_secs.saturating_mul(1000)));
+    let assets =
+        telemetry.reload(&store).await.map_err(|e| anyhow::anyhow!("loading the series catalogue: {}", e.message))?;
+    tracing::info!(assets, "telemetry catalogue loaded");
+    let options = api::AppOptions {
+        body_limit: args.body_limit,
+        telemetry_body_limit: args.telemetry_body_limit,
+        metrics: Some(metrics),
+        telemetry: Some(telemetry),
+    };
+    let router = api::app(store, options);
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
     let address = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%address, data_dir = %args.data_dir.data_dir.display(), "serving the Treaty API");
     eprintln!("Treaty is serving on http://{address} (OpenAPI: http://{address}/api/v1/openapi.json); Ctrl-C stops it");
     axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    // Sealing the heads now makes the next start replay nothing; skipping it loses nothing.
+    tokio::task::spawn_blocking(move || tsdb.checkpoint())
+        .await
+        .context("final checkpoint")?
+        .context("final checkpoint")?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

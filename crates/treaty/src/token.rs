@@ -20,6 +20,10 @@ pub enum TokenCommand {
         /// Who or what uses the token, e.g. "gateway plant-1" (shown in the audit trail).
         #[arg(long)]
         name: Option<String>,
+        /// For device tokens: an asset path, or a site or line prefix, whose telemetry the
+        /// device may write (repeat for several).
+        #[arg(long = "asset", value_name = "PATH")]
+        assets: Vec<String>,
         #[command(flatten)]
         data_dir: DataDir,
     },
@@ -39,7 +43,7 @@ pub enum TokenCommand {
 pub async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
     let actor = crate::local_actor().actor;
     match command {
-        TokenCommand::Create { role, customer, name, data_dir } => {
+        TokenCommand::Create { role, customer, name, assets, data_dir } => {
             let store = crate::open_store(&data_dir)?;
             if let Some(customer) = &customer
                 && store.get(&Scope::All, Kind::Customer, customer).await?.is_none()
@@ -47,7 +51,7 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
                 bail!("customer `{customer}` does not exist; import the fleet first or check the id");
             }
             let name = name.unwrap_or_else(|| format!("{role} token"));
-            let issued = api::auth::issue_token(&name, role, customer).map_err(anyhow::Error::msg)?;
+            let issued = api::auth::issue_bound_token(&name, role, customer, assets).map_err(anyhow::Error::msg)?;
             let id = issued.record.id.clone();
             store.create_token(&actor, issued.record).await.context("storing the token")?;
             eprintln!("created {role} token {id} ({name}); it is shown once, below:");

@@ -13,6 +13,8 @@
 mod chunks;
 mod codec;
 mod head;
+mod ingest;
+mod line_protocol;
 mod query;
 mod sample;
 mod series;
@@ -20,6 +22,8 @@ mod wal;
 
 pub use codec::{decode_chunk, encode_chunk};
 pub use head::Inserted;
+pub use ingest::{Catalog, Reason, Rejected, SeriesSpec};
+pub use line_protocol::{LineError, Precision, parse_line_protocol};
 pub use query::{Bucket, CounterDelta, aggregate, counter_delta};
 pub use sample::{Millis, Quality, Sample, SeriesId, SeriesKey, Severity};
 

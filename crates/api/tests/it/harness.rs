@@ -39,6 +39,9 @@ impl Reply {
 /// The customer the customer-viewer token is bound to.
 pub const VIEWER_CUSTOMER: &str = "acme";
 
+/// The site whose assets the device token may write telemetry for.
+pub const DEVICE_ASSETS: &str = "acme/plant-1";
+
 impl Harness {
     pub async fn new() -> Self {
         Self::with_options(api::AppOptions::default()).await
@@ -58,7 +61,8 @@ impl Harness {
         let mut tokens = HashMap::new();
         for role in Role::ALL {
             let customer = (role == Role::CustomerViewer).then(|| VIEWER_CUSTOMER.to_owned());
-            let issued = api::auth::issue_token(role.as_str(), role, customer).expect("issue");
+            let assets = if role == Role::Device { vec![DEVICE_ASSETS.to_owned()] } else { vec![] };
+            let issued = api::auth::issue_bound_token(role.as_str(), role, customer, assets).expect("issue");
             store.create_token("test", issued.record).await.expect("store token");
             tokens.insert(role, issued.secret);
         }

@@ -94,7 +94,8 @@ async fn a_failed_create_does_not_burn_the_key() {
 async fn token_creation_with_a_key_mints_one_token() {
     let h = Harness::new().await;
     let token = Some(h.token(Role::Admin));
-    let body = json!({"name": "gateway plant-1", "role": "device"}).to_string().into_bytes();
+    let body =
+        json!({"name": "gateway plant-1", "role": "device", "assets": ["acme/plant-1"]}).to_string().into_bytes();
     let headers = [("idempotency-key", "gw-1")];
     let first = h.call_with(Method::POST, "/api/v1/tokens", token, Some(body.clone()), &headers).await;
     assert_eq!(first.status, StatusCode::CREATED);

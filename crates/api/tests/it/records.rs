@@ -144,7 +144,7 @@ async fn bad_input_gets_a_specific_error_and_writes_nothing() {
 
 #[tokio::test]
 async fn oversized_bodies_get_413() {
-    let h = Harness::with_options(api::AppOptions { body_limit: 4096, metrics: None }).await;
+    let h = Harness::with_options(api::AppOptions { body_limit: 4096, ..Default::default() }).await;
     let big = json!({"id": "big", "name": "x".repeat(10_000)}).to_string().into_bytes();
     let reply = h
         .call_with(

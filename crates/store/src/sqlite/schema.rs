@@ -66,4 +66,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
 
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     "#,
+    // 2: device tokens are bound to assets (a JSON array of paths or prefixes).
+    r#"
+    ALTER TABLE token ADD COLUMN assets TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];

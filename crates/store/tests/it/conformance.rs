@@ -201,6 +201,7 @@ pub async fn tokens(store: RecordStoreRef) {
         name: "viewer".into(),
         role: Role::CustomerViewer,
         customer: Some("acme".into()),
+        assets: vec![],
         hash: "$argon2id$...".into(),
         created_at: Timestamp(1),
         revoked_at: None,

@@ -1,0 +1,452 @@
+//! Telemetry over HTTP: ingest (a compact JSON batch grouped by series, and the InfluxDB
+//! line protocol), queries (range, aggregated range, latest, last hour, counter delta)
+//! and a live Server-Sent Events stream.
+//!
+//! Every batch is validated against the installed base first; the reply says how many
+//! samples were stored and lists each rejected one with its reason. A device token may
+//! write only the assets it is bound to: one foreign series refuses the whole batch (403).
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::records::{body_rejection, require};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use model::{Action, Kind, Principal};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tsdb::{Catalog, Millis, Precision, Quality, Rejected, Sample, SeriesKey, Tsdb, WriteRequest};
+
+/// Default tolerance for timestamps ahead of the hub's clock.
+pub const DEFAULT_MAX_FUTURE_MS: Millis = 10 * 60 * 1000;
+
+/// The telemetry engine plus the catalogue of valid series.
+pub struct Telemetry {
+    pub tsdb: Tsdb,
+    catalog: RwLock<Arc<Catalog>>,
+    refreshed: Mutex<Option<Instant>>,
+    max_future_ms: Millis,
+}
+
+impl Telemetry {
+    pub fn new(tsdb: Tsdb, max_future_ms: Millis) -> Self {
+        Self { tsdb, catalog: RwLock::new(Arc::new(Catalog::default())), refreshed: Mutex::new(None), max_future_ms }
+    }
+
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Loads the catalogue of valid series from the store now.
+    pub async fn reload(&self, store: &store::RecordStoreRef) -> ApiResult<usize> {
+        Ok(self.refresh(store, true).await?.asset_count())
+    }
+
+    /// Reloads the catalogue from the store, at most once a second (unknown assets
+    /// trigger it, so records imported by another process are picked up).
+    async fn refresh(&self, store: &store::RecordStoreRef, force: bool) -> ApiResult<Arc<Catalog>> {
+        let due = self
+            .refreshed
+            .lock()
+            .map(|r| force || r.is_none_or(|at| at.elapsed() > Duration::from_secs(1)))
+            .unwrap_or(true);
+        if !due {
+            return Ok(self.catalog());
+        }
+        let snapshot = store.snapshot().await?;
+        let catalog = Arc::new(Catalog::from_entities(snapshot.iter().map(|s| &s.entity)));
+        if let Ok(mut slot) = self.catalog.write() {
+            *slot = catalog.clone();
+        }
+        if let Ok(mut at) = self.refreshed.lock() {
+            *at = Some(Instant::now());
+        }
+        Ok(catalog)
+    }
+}
+
+fn telemetry(state: &AppState) -> ApiResult<&Telemetry> {
+    state.telemetry.as_deref().ok_or_else(|| ApiError::not_found("telemetry is not enabled on this hub"))
+}
+
+fn now_ms() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// `?atomic=true` refuses the whole batch when any sample is rejected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestParams {
+    #[serde(default)]
+    atomic: bool,
+    /// Line protocol only: `ns` (default), `us`, `ms` or `s`.
+    precision: Option<String>,
+    /// Line protocol only: a batch id for retries (the JSON body carries its own).
+    batch_id: Option<String>,
+}
+
+/// The JSON batch: samples grouped by series, columns per series.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    #[serde(default)]
+    batch_id: Option<String>,
+    series: Vec<SeriesColumns>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeriesColumns {
+    asset: String,
+    signal: String,
+    /// Milliseconds since the epoch, UTC.
+    timestamps: Vec<i64>,
+    /// `null` stands for a missing value (rejected as not finite).
+    values: Vec<Option<f64>>,
+    /// OPC UA status codes; omitted means all good.
+    #[serde(default)]
+    qualities: Vec<u32>,
+}
+
+/// Samples grouped by series, as the engine takes them.
+type SeriesSamples = Vec<(SeriesKey, Vec<Sample>)>;
+
+fn decode_batch(body: &[u8]) -> ApiResult<(Option<String>, SeriesSamples)> {
+    let batch: Batch = serde_json::from_slice(body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ApiError::bad_request(format!("the body is not valid JSON: {e}"))
+        } else {
+            ApiError::unprocessable("invalid_body", format!("the body is not a telemetry batch: {e}"))
+        }
+    })?;
+    let mut series = Vec::with_capacity(batch.series.len());
+    for (i, columns) in batch.series.into_iter().enumerate() {
+        let n = columns.timestamps.len();
+        if columns.values.len() != n || !(columns.qualities.is_empty() || columns.qualities.len() == n) {
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                format!(
+                    "series[{i}] ({}#{}): timestamps, values and qualities must have the same length",
+                    columns.asset, columns.signal
+                ),
+            ));
+        }
+        let samples = (0..n)
+            .map(|k| Sample {
+                ts: columns.timestamps[k],
+                value: columns.values[k].unwrap_or(f64::NAN),
+                quality: columns.qualities.get(k).map_or(Quality::GOOD, |q| Quality(*q)),
+            })
+            .collect();
+        series.push((SeriesKey::new(columns.asset, columns.signal), samples));
+    }
+    Ok((batch.batch_id, series))
+}
+
+fn rejection_json(r: &Rejected, line: Option<usize>) -> Value {
+    let mut v = json!({"series": r.key.to_string(), "index": r.index, "timestamp": r.ts, "code": r.reason.code(), "reason": r.reason.message(&r.key)});
+    if let Some(line) = line {
+        v["line"] = json!(line);
+    }
+    v
+}
+
+/// Checks the device binding, validates, writes and builds the report.
+async fn ingest(
+    state: &AppState,
+    principal: &Principal,
+    batch_id: Option<String>,
+    series: SeriesSamples,
+    atomic: bool,
+    extra_rejections: Vec<Value>,
+    line_of: &(dyn Fn(&Rejected) -> Option<usize> + Sync),
+) -> ApiResult<Response> {
+    let service = telemetry(state)?;
+    if let Some((key, _)) = series.iter().find(|(key, _)| !principal.may_write_telemetry_of(&key.asset)) {
+        return Err(ApiError::forbidden(format!(
+            "this token may not write telemetry of asset `{}` (series `{key}`); nothing was written",
+            key.asset
+        )));
+    }
+    let mut catalog = service.catalog();
+    if series.iter().any(|(key, _)| !catalog.has_asset(&key.asset)) {
+        catalog = service.refresh(&state.store, false).await?;
+    }
+    let (accepted, rejected) = catalog.validate(series, now_ms(), service.max_future_ms);
+    let mut rejections: Vec<Value> = extra_rejections;
+    rejections.extend(rejected.iter().map(|r| rejection_json(r, line_of(r))));
+    let submitted: usize = accepted.iter().map(|(_, s)| s.len()).sum();
+    if atomic && !rejections.is_empty() {
+        let body = json!({"error": {"code": "batch_rejected", "message": format!("{} sample(s) were rejected and ?atomic=true was asked: nothing was written", rejections.len()),
+            "details": {"rejected": rejections}}});
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response());
+    }
+    let outcome = if submitted == 0 {
+        tsdb::WriteOutcome::default()
+    } else {
+        let tsdb = service.tsdb.clone();
+        let request = WriteRequest { batch_id: batch_id.clone(), series: accepted };
+        tokio::task::spawn_blocking(move || tsdb.write(request))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?
+    };
+    metrics::counter!("treaty_telemetry_samples_stored_total").increment(outcome.stored as u64);
+    metrics::counter!("treaty_telemetry_samples_rejected_total").increment(rejections.len() as u64);
+    let body = json!({
+        "batch_id": batch_id,
+        "stored": outcome.stored,
+        "duplicates": outcome.duplicates,
+        "replaced": outcome.replaced,
+        "replayed_batch": outcome.replayed_batch,
+        "rejected": rejections,
+    });
+    Ok(Json(body).into_response())
+}
+
+/// `POST /api/v1/telemetry`: the JSON batch.
+pub async fn write_json(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    params: Result<Query<IngestParams>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    require(&principal, Action::WriteTelemetry)?;
+    let Query(params) = params.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+    let body = body.map_err(body_rejection)?;
+    let (batch_id, series) = decode_batch(&body)?;
+    ingest(&state, &principal, batch_id.or(params.batch_id), series, params.atomic, Vec::new(), &|_| None).await
+}
+
+/// `POST /api/v1/write`: the InfluxDB line protocol.
+pub async fn write_line_protocol(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    params: Result<Query<IngestParams>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    require(&principal, Action::WriteTelemetry)?;
+    let Query(params) = params.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+    let precision = match params.precision.as_deref() {
+        None => Precision::Nanoseconds,
+        Some(p) => Precision::parse(p)
+            .ok_or_else(|| ApiError::bad_request(format!("precision `{p}` must be ns, us, ms or s")))?,
+    };
+    let body = body.map_err(body_rejection)?;
+    let text = std::str::from_utf8(&body).map_err(|e| {
+        let line = body[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
+        ApiError::bad_request(format!("line {line}: the body is not UTF-8 text")).with_details(json!({"line": line}))
+    })?;
+    let (parsed, errors) = tsdb::parse_line_protocol(text, precision, now_ms());
+    if parsed.is_empty() && !errors.is_empty() {
+        let first = &errors[0];
+        return Err(ApiError::bad_request(format!("line {}: {}", first.line, first.message)).with_details(
+            json!({"errors": errors.iter().map(|e| json!({"line": e.line, "reason": e.message})).collect::<Vec<_>>()}),
+        ));
+    }
+    let malformed: Vec<Value> =
+        errors.iter().map(|e| json!({"line": e.line, "code": "malformed_line", "reason": e.message})).collect();
+    let mut lines = std::collections::HashMap::new();
+    let mut series = Vec::with_capacity(parsed.len());
+    for (key, samples, line_numbers) in parsed {
+        lines.insert(key.clone(), line_numbers);
+        series.push((key, samples));
+    }
+    let line_of = move |r: &Rejected| lines.get(&r.key).and_then(|l| l.get(r.index)).copied();
+    ingest(&state, &principal, params.batch_id, series, params.atomic, malformed, &line_of).await
+}
+
+/// Query parameters of the read endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    asset: String,
+    signal: Option<String>,
+    /// Milliseconds since the epoch; default one hour before `to`.
+    from: Option<Millis>,
+    /// Milliseconds since the epoch (exclusive); default now.
+    to: Option<Millis>,
+    /// Aggregate into buckets of this many milliseconds.
+    bucket_ms: Option<Millis>,
+}
+
+/// Checks the read permission and that the asset is visible in the caller's scope.
+async fn readable<'a>(
+    state: &'a AppState,
+    principal: &Principal,
+    params: &Result<Query<ReadParams>, QueryRejection>,
+) -> ApiResult<(&'a Telemetry, (Millis, Millis))> {
+    require(principal, Action::ReadTelemetry)?;
+    let service = telemetry(state)?;
+    let Ok(Query(params)) = params else {
+        let message = params.as_ref().err().map(|e| e.body_text()).unwrap_or_default();
+        return Err(ApiError::bad_request(format!("bad query string: {message}")));
+    };
+    if state.store.get(&principal.scope(), Kind::Asset, &params.asset).await?.is_none() {
+        return Err(ApiError::not_found(format!("asset `{}` does not exist", params.asset)));
+    }
+    let to = params.to.unwrap_or_else(|| now_ms() + 1);
+    let from = params.from.unwrap_or(to - 3_600_000);
+    if from >= to {
+        return Err(ApiError::bad_request("`from` must be before `to`"));
+    }
+    Ok((service, (from, to)))
+}
+
+fn samples_json(samples: &[Sample]) -> Value {
+    json!({
+        "timestamps": samples.iter().map(|s| s.ts).collect::<Vec<_>>(),
+        "values": samples.iter().map(|s| s.value).collect::<Vec<_>>(),
+        "qualities": samples.iter().map(|s| s.quality.0).collect::<Vec<_>>(),
+    })
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> tsdb::Result<T> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?.map_err(ApiError::internal)
+}
+
+/// `GET /api/v1/telemetry/range?asset&signal[&from&to&bucket_ms]`: raw or aggregated.
+pub async fn range(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    params: Result<Query<ReadParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let (service, (from, to)) = readable(&state, &principal, &params).await?;
+    let Ok(Query(params)) = params else { return Err(ApiError::bad_request("bad query string")) };
+    let signal = params.signal.ok_or_else(|| ApiError::bad_request("`signal` is required"))?;
+    let key = SeriesKey::new(params.asset, signal);
+    let tsdb = service.tsdb.clone();
+    let lookup = key.clone();
+    let samples = blocking(move || tsdb.range(&lookup, from, to)).await?;
+    let mut body = json!({"series": key.to_string(), "from": from, "to": to});
+    match params.bucket_ms {
+        Some(width) if width > 0 => {
+            let buckets = tsdb::aggregate(&samples, width);
+            body["buckets"] = json!(
+                buckets
+                    .iter()
+                    .map(|b| json!({"start": b.start, "count": b.count, "min": b.min, "max": b.max,
+                "mean": b.mean(), "first": b.first, "last": b.last}))
+                    .collect::<Vec<_>>()
+            );
+        }
+        Some(_) => return Err(ApiError::bad_request("bucket_ms must be positive")),
+        None => body["samples"] = samples_json(&samples),
+    }
+    Ok(Json(body))
+}
+
+/// `GET /api/v1/telemetry/latest?asset`: the newest sample of every signal of an asset.
+pub async fn latest(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    params: Result<Query<ReadParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let (service, _) = readable(&state, &principal, &params).await?;
+    let Ok(Query(params)) = params else { return Err(ApiError::bad_request("bad query string")) };
+    let tsdb = service.tsdb.clone();
+    let asset = params.asset.clone();
+    let latest = blocking(move || {
+        tsdb.series_of_asset(&asset)
+            .into_iter()
+            .map(|key| Ok((key.clone(), tsdb.latest(&key)?)))
+            .collect::<tsdb::Result<Vec<_>>>()
+    })
+    .await?;
+    let signals: serde_json::Map<String, Value> = latest
+        .into_iter()
+        .filter_map(|(key, s)| {
+            Some((key.signal, json!({"timestamp": s?.ts, "value": s?.value, "quality": s?.quality.0})))
+        })
+        .collect();
+    Ok(Json(json!({"asset": params.asset, "signals": signals})))
+}
+
+/// `GET /api/v1/telemetry/asset?asset[&from&to]`: every signal of an asset over a window
+/// (default the last hour) — what the technician's copilot shows.
+pub async fn asset_window(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    params: Result<Query<ReadParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let (service, (from, to)) = readable(&state, &principal, &params).await?;
+    let Ok(Query(params)) = params else { return Err(ApiError::bad_request("bad query string")) };
+    let tsdb = service.tsdb.clone();
+    let asset = params.asset.clone();
+    let window = blocking(move || tsdb.asset_range(&asset, from, to)).await?;
+    let signals: serde_json::Map<String, Value> =
+        window.into_iter().map(|(key, samples)| (key.signal, samples_json(&samples))).collect();
+    Ok(Json(json!({"asset": params.asset, "from": from, "to": to, "signals": signals})))
+}
+
+/// `GET /api/v1/telemetry/counter?asset&signal&from&to`: how much a counter advanced,
+/// with resets and the model's rollover handled.
+pub async fn counter(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    params: Result<Query<ReadParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let (service, (from, to)) = readable(&state, &principal, &params).await?;
+    let Ok(Query(params)) = params else { return Err(ApiError::bad_request("bad query string")) };
+    let signal = params.signal.ok_or_else(|| ApiError::bad_request("`signal` is required"))?;
+    let key = SeriesKey::new(params.asset, signal);
+    let rollover = match service.refresh(&state.store, false).await?.spec(&key) {
+        Ok(tsdb::SeriesSpec::Counter { rollover }) => rollover,
+        _ => {
+            return Err(ApiError::unprocessable(
+                "not_a_counter",
+                format!("`{key}` is not a counter of the asset's model"),
+            ));
+        }
+    };
+    let tsdb = service.tsdb.clone();
+    let lookup = key.clone();
+    let samples = blocking(move || tsdb.range(&lookup, from, to)).await?;
+    let delta = tsdb::counter_delta(&samples, rollover);
+    Ok(Json(json!({"series": key.to_string(), "from": from, "to": to, "delta": delta.delta, "resets": delta.resets,
+        "first_timestamp": delta.first_ts, "last_timestamp": delta.last_ts})))
+}
+
+/// `GET /api/v1/telemetry/stream?asset`: Server-Sent Events, one `samples` event per
+/// accepted write touching the asset.
+pub async fn stream(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    params: Result<Query<ReadParams>, QueryRejection>,
+) -> ApiResult<Response> {
+    let (service, _) = readable(&state, &principal, &params).await?;
+    let Ok(Query(params)) = params else { return Err(ApiError::bad_request("bad query string")) };
+    let receiver = service.tsdb.subscribe();
+    let asset = params.asset;
+    let events = futures_util::stream::unfold((receiver, asset), |(mut receiver, asset)| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(published) => {
+                    let mine: serde_json::Map<String, Value> = published
+                        .series
+                        .iter()
+                        .filter(|(key, _)| key.asset == asset)
+                        .map(|(key, samples)| (key.signal.clone(), samples_json(samples)))
+                        .collect();
+                    if mine.is_empty() {
+                        continue;
+                    }
+                    let event = Event::default().event("samples").data(Value::Object(mine).to_string());
+                    return Some((Ok::<_, std::convert::Infallible>(event), (receiver, asset)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    let event = Event::default().event("lagged").data(json!({"missed_writes": missed}).to_string());
+                    return Some((Ok(event), (receiver, asset)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
