@@ -47,7 +47,7 @@ impl Harness {
         Self::with_options(api::AppOptions::default()).await
     }
 
-    pub async fn with_options(options: api::AppOptions) -> Self {
+    pub async fn with_options(mut options: api::AppOptions) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: RecordStoreRef = Arc::new(SqliteStore::open(dir.path()).expect("open store"));
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/fleet.toml");
@@ -66,6 +66,10 @@ impl Harness {
             store.create_token("test", issued.record).await.expect("store token");
             tokens.insert(role, issued.secret);
         }
+        let tsdb = tsdb::Tsdb::open(&dir.path().join("telemetry"), tsdb::TsdbOptions::default()).expect("open tsdb");
+        let telemetry = Arc::new(api::Telemetry::new(tsdb, api::telemetry::DEFAULT_MAX_FUTURE_MS));
+        telemetry.reload(&store).await.expect("catalogue");
+        options.telemetry = Some(telemetry);
         let app = api::app(store.clone(), options);
         Self { app, store, tokens, fleet, _dir: dir }
     }

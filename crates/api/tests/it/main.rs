@@ -4,4 +4,5 @@ mod authz;
 mod harness;
 mod idempotency;
 mod records;
+mod telemetry;
 mod tenancy;

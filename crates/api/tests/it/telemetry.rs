@@ -1,0 +1,279 @@
+//! Telemetry over HTTP: ingest reports, rejection reasons, batch ids, device binding,
+//! line protocol, queries, tenant scoping and the SSE stream.
+
+use crate::harness::{Harness, VIEWER_CUSTOMER};
+use axum::http::{Method, StatusCode};
+use model::Role;
+use serde_json::{Value, json};
+
+const PUMP: &str = "acme/plant-1/line-1/p-101";
+const OTHER_SITE_PUMP: &str = "acme/plant-2/aeration/c-301";
+const FOREIGN_PUMP: &str = "lakeshore/north-plant/high-lift/hl-1";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn series(asset: &str, signal: &str, timestamps: Vec<i64>, values: Vec<Value>) -> Value {
+    json!({"asset": asset, "signal": signal, "timestamps": timestamps, "values": values})
+}
+
+async fn post_json(h: &Harness, role: Role, uri: &str, body: &Value) -> crate::harness::Reply {
+    h.call(Method::POST, uri, Some(h.token(role)), Some(body)).await
+}
+
+#[tokio::test]
+async fn json_batches_are_stored_and_read_back() {
+    let h = Harness::new().await;
+    let t0 = now_ms() - 60_000;
+    let ts: Vec<i64> = (0..60).map(|i| t0 + i * 1000).collect();
+    let values: Vec<Value> = (0..60).map(|i| json!(2.0 + f64::from(i) / 100.0)).collect();
+    let body =
+        json!({"batch_id": "gw-1-0001", "series": [series(PUMP, "bearing_vibration_rms", ts.clone(), values.clone())]});
+    let reply = post_json(&h, Role::Device, "/api/v1/telemetry", &body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!((reply.body["stored"].as_u64(), reply.body["rejected"].as_array().map(Vec::len)), (Some(60), Some(0)));
+
+    let range = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/telemetry/range?asset={PUMP}&signal=bearing_vibration_rms&from={t0}"),
+            Some(h.token(Role::Technician)),
+            None,
+        )
+        .await;
+    assert_eq!(range.status, StatusCode::OK, "{}", range.body);
+    assert_eq!(range.body["samples"]["timestamps"], json!(ts));
+    assert_eq!(range.body["samples"]["values"], json!(values));
+
+    let buckets = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/telemetry/range?asset={PUMP}&signal=bearing_vibration_rms&from={t0}&bucket_ms=60000"),
+            Some(h.token(Role::Technician)),
+            None,
+        )
+        .await;
+    let total: u64 =
+        buckets.body["buckets"].as_array().expect("buckets").iter().map(|b| b["count"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(total, 60);
+
+    let latest = h
+        .call(Method::GET, &format!("/api/v1/telemetry/latest?asset={PUMP}"), Some(h.token(Role::Dispatcher)), None)
+        .await;
+    assert_eq!(latest.body["signals"]["bearing_vibration_rms"]["timestamp"], json!(ts[59]));
+    let window = h
+        .call(Method::GET, &format!("/api/v1/telemetry/asset?asset={PUMP}"), Some(h.token(Role::Technician)), None)
+        .await;
+    assert_eq!(window.body["signals"]["bearing_vibration_rms"]["values"].as_array().map(Vec::len), Some(60));
+
+    // A retry of the same batch id stores nothing new.
+    let retry = post_json(&h, Role::Device, "/api/v1/telemetry", &body).await;
+    assert_eq!((retry.body["replayed_batch"].as_bool(), retry.body["stored"].as_u64()), (Some(true), Some(60)));
+    // The same samples without a batch id are exact duplicates: no-ops.
+    let again = json!({"series": [series(PUMP, "bearing_vibration_rms", ts.clone(), values)]});
+    let duplicate = post_json(&h, Role::Device, "/api/v1/telemetry", &again).await;
+    assert_eq!((duplicate.body["stored"].as_u64(), duplicate.body["duplicates"].as_u64()), (Some(0), Some(60)));
+}
+
+#[tokio::test]
+async fn every_rejection_reason_is_reported_and_good_samples_are_kept() {
+    let h = Harness::new().await;
+    let t = now_ms();
+    let body = json!({"series": [
+        series(PUMP, "bearing_temperature", vec![t, t + 1, t + 2, t + 3_600_000], vec![json!(60.0), json!(null), json!(999.0), json!(61.0)]),
+        series(PUMP, "no_such_signal", vec![t], vec![json!(1.0)]),
+        series("acme/plant-1/line-1/nope", "flow", vec![t], vec![json!(1.0)]),
+        series(PUMP, "run_hours", vec![t], vec![json!(-5.0)]),
+    ]});
+    let reply = post_json(&h, Role::Admin, "/api/v1/telemetry", &body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["stored"], 1);
+    let codes: Vec<&str> =
+        reply.body["rejected"].as_array().expect("rejected").iter().filter_map(|r| r["code"].as_str()).collect();
+    assert_eq!(
+        codes,
+        ["not_finite", "out_of_range", "timestamp_in_future", "unknown_series", "unknown_asset", "negative_counter"]
+    );
+    for rejection in reply.body["rejected"].as_array().expect("rejected") {
+        assert!(rejection["reason"].as_str().is_some_and(|r| r.len() > 10), "{rejection}");
+        assert!(rejection["series"].as_str().is_some() && rejection["index"].is_u64());
+    }
+    let atomic = post_json(&h, Role::Admin, "/api/v1/telemetry?atomic=true", &body).await;
+    assert_eq!((atomic.status, atomic.error_code()), (StatusCode::UNPROCESSABLE_ENTITY, "batch_rejected".into()));
+    let stored = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/telemetry/range?asset={PUMP}&signal=bearing_temperature&from={}", t - 1000),
+            Some(h.token(Role::Admin)),
+            None,
+        )
+        .await;
+    assert_eq!(stored.body["samples"]["values"], json!([60.0]), "the atomic batch must not have written");
+    let mismatched = json!({"series": [{"asset": PUMP, "signal": "flow", "timestamps": [1, 2], "values": [1.0]}]});
+    assert_eq!(
+        post_json(&h, Role::Admin, "/api/v1/telemetry", &mismatched).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let garbage = h
+        .call_with(Method::POST, "/api/v1/telemetry", Some(h.token(Role::Admin)), Some(b"{\"series\": [".to_vec()), &[])
+        .await;
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn devices_write_only_their_bound_assets() {
+    let h = Harness::new().await;
+    let t = now_ms();
+    let mixed = json!({"series": [
+        series(PUMP, "flow", vec![t], vec![json!(100.0)]),
+        series(OTHER_SITE_PUMP, "flow", vec![t], vec![json!(100.0)]),
+    ]});
+    let reply = post_json(&h, Role::Device, "/api/v1/telemetry", &mixed).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert!(reply.body["error"]["message"].as_str().is_some_and(|m| m.contains(OTHER_SITE_PUMP)));
+    let latest =
+        h.call(Method::GET, &format!("/api/v1/telemetry/latest?asset={PUMP}"), Some(h.token(Role::Admin)), None).await;
+    assert_eq!(latest.body["signals"], json!({}), "nothing of a refused batch is written");
+    for role in [Role::Technician, Role::CustomerViewer, Role::Billing] {
+        assert_eq!(post_json(&h, role, "/api/v1/telemetry", &mixed).await.status, StatusCode::FORBIDDEN, "{role}");
+    }
+    // Devices cannot read telemetry.
+    let read =
+        h.call(Method::GET, &format!("/api/v1/telemetry/latest?asset={PUMP}"), Some(h.token(Role::Device)), None).await;
+    assert_eq!(read.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn line_protocol_with_line_numbers() {
+    let h = Harness::new().await;
+    let t = now_ms() * 1_000_000;
+    let body = format!(
+        "bearing_temperature,asset={PUMP},host=gw value=55.5 {t}\n\
+         pump,asset={PUMP} flow=120i,running=t {t}\n\
+         this is not a line\n\
+         pump,asset={PUMP} flow=9999 {t}\n"
+    );
+    let reply =
+        h.call_with(Method::POST, "/api/v1/write", Some(h.token(Role::Device)), Some(body.into_bytes()), &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["stored"], 3);
+    let rejected = reply.body["rejected"].as_array().expect("rejected");
+    let lines: Vec<u64> = rejected.iter().filter_map(|r| r["line"].as_u64()).collect();
+    assert_eq!(lines, [3, 4], "{}", reply.body);
+    assert_eq!(rejected[0]["code"], "malformed_line");
+    assert_eq!(rejected[1]["code"], "out_of_range");
+
+    let garbage = h
+        .call_with(
+            Method::POST,
+            "/api/v1/write",
+            Some(h.token(Role::Device)),
+            Some(b"\xff\xfe garbage\n\x00\x01".to_vec()),
+            &[],
+        )
+        .await;
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+    assert!(garbage.body["error"]["message"].as_str().is_some_and(|m| m.starts_with("line 1:")), "{}", garbage.body);
+    let nonsense = h
+        .call_with(Method::POST, "/api/v1/write", Some(h.token(Role::Device)), Some(b"ok\nstill nothing".to_vec()), &[])
+        .await;
+    assert_eq!(nonsense.status, StatusCode::BAD_REQUEST);
+    assert_eq!(nonsense.body["error"]["details"]["errors"][1]["line"], 2);
+    let seconds = format!("pump,asset={PUMP} flow=1 {}\n", now_ms() / 1000);
+    let reply = h
+        .call_with(
+            Method::POST,
+            "/api/v1/write?precision=s",
+            Some(h.token(Role::Device)),
+            Some(seconds.into_bytes()),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.body["stored"], 1, "{}", reply.body);
+    let bad_precision = h
+        .call_with(Method::POST, "/api/v1/write?precision=weeks", Some(h.token(Role::Device)), Some(b"x".to_vec()), &[])
+        .await;
+    assert_eq!(bad_precision.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn oversized_telemetry_gets_413() {
+    let h = Harness::with_options(api::AppOptions { telemetry_body_limit: 10_000, ..Default::default() }).await;
+    let ts: Vec<i64> = (0..2000).collect();
+    let values: Vec<Value> = (0..2000).map(|_| json!(1.0)).collect();
+    let body = json!({"series": [series(PUMP, "flow", ts, values)]});
+    let reply = post_json(&h, Role::Device, "/api/v1/telemetry", &body).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn viewers_read_only_their_own_assets_telemetry() {
+    let h = Harness::new().await;
+    let t = now_ms() - 1000;
+    let body = json!({"series": [series(PUMP, "flow", vec![t], vec![json!(1.0)]), series(FOREIGN_PUMP, "flow", vec![t], vec![json!(2.0)])]});
+    assert_eq!(post_json(&h, Role::Admin, "/api/v1/telemetry", &body).await.body["stored"], 2);
+    assert!(PUMP.starts_with(VIEWER_CUSTOMER));
+    let viewer = Some(h.token(Role::CustomerViewer));
+    for endpoint in ["range", "latest", "asset", "counter", "stream"] {
+        let uri = format!("/api/v1/telemetry/{endpoint}?asset={FOREIGN_PUMP}&signal=flow");
+        assert_eq!(h.call(Method::GET, &uri, viewer, None).await.status, StatusCode::NOT_FOUND, "{endpoint}");
+    }
+    let own = h.call(Method::GET, &format!("/api/v1/telemetry/range?asset={PUMP}&signal=flow"), viewer, None).await;
+    assert_eq!(own.body["samples"]["values"], json!([1.0]));
+}
+
+#[tokio::test]
+async fn counters_meter_across_resets() {
+    let h = Harness::new().await;
+    let t = now_ms() - 10_000;
+    let body = json!({"series": [series(PUMP, "run_hours", vec![t, t + 1000, t + 2000, t + 3000], vec![json!(100.0), json!(100.5), json!(0.25), json!(1.25)])]});
+    assert_eq!(post_json(&h, Role::Device, "/api/v1/telemetry", &body).await.body["stored"], 4);
+    let delta = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/telemetry/counter?asset={PUMP}&signal=run_hours&from={t}"),
+            Some(h.token(Role::Billing)),
+            None,
+        )
+        .await;
+    assert_eq!((delta.body["delta"].as_f64(), delta.body["resets"].as_u64()), (Some(1.75), Some(1)), "{}", delta.body);
+    let not_counter = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/telemetry/counter?asset={PUMP}&signal=flow&from={t}"),
+            Some(h.token(Role::Billing)),
+            None,
+        )
+        .await;
+    assert_eq!(not_counter.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn the_live_stream_pushes_new_samples() {
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+    let h = Harness::new().await;
+    let request = axum::http::Request::builder()
+        .uri(format!("/api/v1/telemetry/stream?asset={PUMP}"))
+        .header("authorization", format!("Bearer {}", h.token(Role::Technician)))
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let response = h.app.clone().oneshot(request).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body().into_data_stream();
+    let t = now_ms();
+    let write = json!({"series": [series("acme/plant-1/line-1/p-102", "flow", vec![t], vec![json!(5.0)]), series(PUMP, "flow", vec![t], vec![json!(7.5)])]});
+    assert_eq!(post_json(&h, Role::Admin, "/api/v1/telemetry", &write).await.body["stored"], 2);
+    let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
+        .await
+        .expect("an event in time")
+        .expect("stream open")
+        .expect("bytes");
+    let text = String::from_utf8_lossy(&chunk);
+    assert!(text.contains("event: samples"), "{text}");
+    assert!(
+        text.contains("\"flow\"") && text.contains("7.5") && !text.contains("5.0,"),
+        "only this asset's samples: {text}"
+    );
+}
