@@ -81,7 +81,7 @@ pub fn token_from_secret(
         customer,
         assets: Vec::new(),
         hash,
-        created_at: Timestamp(now_ms()),
+        created_at: Timestamp::now(),
         revoked_at: None,
     };
     Ok(IssuedToken { secret, record })
@@ -96,9 +96,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 /// Verifies bearer tokens against the store.
 pub struct Authenticator {

@@ -76,7 +76,7 @@ fn telemetry(state: &AppState) -> ApiResult<&Telemetry> {
 }
 
 fn now_ms() -> Millis {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    model::Timestamp::now().0
 }
 
 /// `?atomic=true` refuses the whole batch when any sample is rejected.

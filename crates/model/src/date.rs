@@ -86,6 +86,12 @@ impl fmt::Display for Date {
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// The current time from the system clock.
+    pub fn now() -> Self {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        Timestamp(since_epoch.map(|d| d.as_millis() as i64).unwrap_or(0))
+    }
+
     /// RFC 3339 with milliseconds, e.g. `2026-11-22T01:38:21.123Z`.
     pub fn to_rfc3339(self) -> String {
         let days = self.0.div_euclid(86_400_000);

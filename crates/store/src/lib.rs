@@ -61,5 +61,5 @@ pub type RecordStoreRef = Arc<dyn RecordStore>;
 
 /// Milliseconds since the epoch, now.
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+    model::Timestamp::now().0
 }

@@ -111,7 +111,7 @@ struct Inner {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    model::Timestamp::now().0
 }
 
 impl Tsdb {
