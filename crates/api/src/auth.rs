@@ -96,7 +96,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-
 /// Verifies bearer tokens against the store.
 pub struct Authenticator {
     store: RecordStoreRef,

@@ -124,8 +124,15 @@ struct Server {
 
 impl Server {
     fn start(data: &str, env_token: Option<&str>) -> Server {
+        Self::start_with(data, env_token, true)
+    }
+
+    fn start_with(data: &str, env_token: Option<&str>, import: bool) -> Server {
         let mut command = treaty();
-        command.args(["serve", "--data-dir", data, "--bind", "127.0.0.1:0", "--import", &example()]);
+        command.args(["serve", "--data-dir", data, "--bind", "127.0.0.1:0"]);
+        if import {
+            command.args(["--import", &example()]);
+        }
         if let Some(token) = env_token {
             command.env("TREATY_ADMIN_TOKEN", token);
         }
@@ -176,7 +183,25 @@ impl Server {
         let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
         (status, body)
     }
+}
 
+/// One HTTP/1.1 POST with a JSON body over a fresh connection.
+fn http_post(address: &str, path: &str, token: &str, body: &str) -> std::io::Result<(u16, String)> {
+    {
+        let mut stream = TcpStream::connect(address)?;
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: treaty\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        Ok((status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
+    }
+}
+
+impl Server {
     fn terminate(mut self) -> std::process::ExitStatus {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
         self.child.wait().expect("wait")
@@ -259,4 +284,67 @@ fn help_explains_the_commands() {
     let bad_role = run(&["token", "create", "--role", "overlord"]);
     assert_eq!(bad_role.status.code(), Some(2));
     assert!(text(&bad_role.stderr).contains("not a role"));
+}
+
+/// Acknowledged means durable, for the whole hub: a writer sends telemetry batches over
+/// HTTP while the hub is killed with SIGKILL; after each restart every acknowledged
+/// sample must be readable. Repeated several times in one run.
+#[test]
+fn acknowledged_telemetry_survives_sigkill_of_the_hub() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8").to_owned();
+    let token = "trt_durability-test-admin-token-0123456789";
+    const PER_BATCH: i64 = 1000;
+    let t0 = 1_700_000_000_000_i64;
+    let asset = "acme/plant-1/line-1/p-101";
+    let acknowledged = Arc::new(AtomicI64::new(-1));
+    for round in 0..6 {
+        let server = Server::start_with(&data, Some(token), round == 0);
+        let address = server.address.clone();
+        let acked = acknowledged.clone();
+        let writer = std::thread::spawn(move || {
+            let mut n = acked.load(Ordering::SeqCst) + 1;
+            loop {
+                let timestamps: Vec<i64> = (0..PER_BATCH).map(|k| t0 + (n * PER_BATCH + k) * 1000).collect();
+                let values: Vec<f64> = (0..PER_BATCH).map(|k| ((n * PER_BATCH + k) % 500) as f64).collect();
+                let body = serde_json::json!({"batch_id": format!("b{n}"), "series": [
+                    {"asset": asset, "signal": "flow", "timestamps": timestamps, "values": values}]})
+                .to_string();
+                match http_post(&address, "/api/v1/telemetry", token, &body) {
+                    Ok((200, reply)) if reply.contains("\"stored\"") => {
+                        acked.store(n, Ordering::SeqCst);
+                        n += 1;
+                    }
+                    _ => return,
+                }
+            }
+        });
+        let target = acknowledged.load(Ordering::SeqCst) + 3 + round;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acknowledged.load(Ordering::SeqCst) < target && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut child = server.child;
+        child.kill().expect("SIGKILL the hub");
+        child.wait().expect("reap");
+        writer.join().expect("writer");
+        let acked = acknowledged.load(Ordering::SeqCst);
+        assert!(acked >= target, "round {round}: the writer made no progress");
+
+        let server = Server::start_with(&data, Some(token), false);
+        let to = t0 + (acked + 1) * PER_BATCH * 1000;
+        let (status, body) =
+            server.get(&format!("/api/v1/telemetry/range?asset={asset}&signal=flow&from={t0}&to={to}"), token);
+        assert_eq!(status, 200, "{body}");
+        let reply: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let values = reply["samples"]["values"].as_array().expect("values");
+        assert_eq!(values.len() as i64, (acked + 1) * PER_BATCH, "round {round}: acknowledged samples were lost");
+        assert!(
+            values.iter().enumerate().all(|(i, v)| v.as_f64() == Some((i as i64 % 500) as f64)),
+            "round {round}: wrong values"
+        );
+        assert!(server.terminate().success());
+    }
 }
