@@ -3,6 +3,7 @@
 //! 3 audit chain broken.
 
 mod audit;
+mod bench;
 mod import;
 mod logging;
 mod serve;
@@ -56,6 +57,9 @@ enum Command {
     /// Inspect the tamper-evident audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Measure Treaty against real peers on the same data and print the tables.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
             Command::CheckConfig { file } => import::check(&file),
             Command::Token(command) => token::run(command).await,
             Command::Audit(command) => audit::run(command).await,
+            Command::Bench(command) => bench::run(command).await,
         }
     });
     match result {

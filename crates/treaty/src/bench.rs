@@ -1,0 +1,42 @@
+//! `treaty bench telemetry`: runs the telemetry benchmark (see `crates/bench`) and prints
+//! its tables. Build with `--release` for meaningful numbers.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Ingest throughput and bytes per sample: Treaty against VictoriaMetrics, InfluxDB
+    /// 1.6 and PostgreSQL (ts_kv), on the same data in the same run.
+    Telemetry {
+        /// Series in the synthetic fleet.
+        #[arg(long, default_value_t = 10_000)]
+        series: usize,
+        /// Seconds of 1 Hz data per series.
+        #[arg(long, default_value_t = 3_600)]
+        seconds: i64,
+        /// Samples per write batch.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 2)]
+        clients: usize,
+        /// Peers to compare with (comma-separated): vm, influx, pg.
+        #[arg(long, value_delimiter = ',', default_value = "vm,influx,pg")]
+        peers: Vec<String>,
+        /// Scratch directory (emptied per system).
+        #[arg(long, default_value = "./treaty-bench")]
+        work_dir: PathBuf,
+        /// The shared reference data (C-MAPSS, NAB).
+        #[arg(long, default_value = "../shared/data")]
+        data_dir: PathBuf,
+    },
+}
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    let BenchCommand::Telemetry { series, seconds, batch, clients, peers, work_dir, data_dir } = command;
+    let bench = bench::TelemetryBench { series, seconds, batch_samples: batch, clients, work_dir, data_dir, peers };
+    let report = tokio::task::spawn_blocking(move || bench::run(&bench)).await??;
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
