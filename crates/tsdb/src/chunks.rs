@@ -1,11 +1,12 @@
 //! Sealed chunks on disk: append-only segment files `chunks/<n>.seg` of records
-//! `[len u32][crc32 u32][series u32][start i64][end i64][count u32][chunk bytes]`, and an
-//! in-memory index per series rebuilt by scanning the record headers at open.
+//! `[len u32][crc32 u32][series varint][start zigzag varint][end - start varint][chunk]`,
+//! and an in-memory index per series rebuilt by scanning the record headers at open.
+//! (Varints keep the per-chunk overhead near 12 bytes: short series are common.)
 //!
 //! The record is exactly the row a PostgreSQL backend will store as
 //! `(series, start, end, count, bytea)`.
 
-use crate::codec::{decode_chunk, encode_chunk};
+use crate::codec::{Reader, decode_chunk, encode_chunk, put_varint, unzigzag, zigzag};
 use crate::sample::{Sample, SeriesId};
 use crate::wal::sync_dir;
 use crate::{Error, Result};
@@ -21,14 +22,14 @@ use std::sync::{Arc, Mutex, RwLock};
 pub struct ChunkMeta {
     pub start: i64,
     pub end: i64,
-    pub count: u32,
     segment: u32,
     /// Offset of the chunk bytes (after the record header) and their length.
     offset: u64,
     len: u32,
 }
 
-const HEADER: usize = 4 + 4 + 4 + 8 + 8 + 4;
+/// The frame around a record: length and checksum.
+const FRAME: usize = 8;
 const SEGMENT_LIMIT: u64 = 256 << 20;
 
 pub(crate) struct ChunkStore {
@@ -92,7 +93,6 @@ impl ChunkStore {
                 *id,
                 samples.first().map_or(0, |s| s.ts),
                 samples.last().map_or(0, |s| s.ts),
-                samples.len(),
                 encode_chunk(samples)?,
             ));
         }
@@ -111,19 +111,18 @@ impl ChunkStore {
         }
         let mut buffer = Vec::new();
         let mut metas = Vec::with_capacity(encoded.len());
-        for (id, start, end, count, bytes) in encoded {
-            let mut record = Vec::with_capacity(HEADER - 8 + bytes.len());
-            record.extend(id.to_le_bytes());
-            record.extend(start.to_le_bytes());
-            record.extend(end.to_le_bytes());
-            record.extend((count as u32).to_le_bytes());
+        for (id, start, end, bytes) in encoded {
+            let mut record = Vec::with_capacity(24 + bytes.len());
+            put_varint(&mut record, u64::from(id));
+            put_varint(&mut record, zigzag(start));
+            put_varint(&mut record, end.wrapping_sub(start) as u64);
+            let header = record.len();
             record.extend(&bytes);
-            let offset = writer.bytes + buffer.len() as u64 + HEADER as u64;
+            let offset = writer.bytes + (buffer.len() + FRAME + header) as u64;
             buffer.extend((record.len() as u32).to_le_bytes());
             buffer.extend(crc32fast::hash(&record).to_le_bytes());
             buffer.extend(record);
-            let meta =
-                ChunkMeta { start, end, count: count as u32, segment: writer.segment, offset, len: bytes.len() as u32 };
+            let meta = ChunkMeta { start, end, segment: writer.segment, offset, len: bytes.len() as u32 };
             metas.push((id, meta));
         }
         let path = segment_path(&self.dir, writer.segment);
@@ -196,11 +195,11 @@ fn scan_segment(path: &Path, segment: u32, last: bool, index: &mut HashMap<Serie
     file.read_to_end(&mut bytes).map_err(io(format!("reading {}", path.display())))?;
     let mut at = 0usize;
     while at < bytes.len() {
-        let whole = bytes.get(at..at + 8).and_then(|h| {
+        let whole = bytes.get(at..at + FRAME).and_then(|h| {
             let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
             let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-            let record = bytes.get(at + 8..at + 8 + len)?;
-            (len >= HEADER - 8 && crc32fast::hash(record) == crc).then_some(record)
+            let record = bytes.get(at + FRAME..at + FRAME + len)?;
+            (crc32fast::hash(record) == crc).then_some(record)
         });
         let Some(record) = whole else {
             if !last {
@@ -212,18 +211,21 @@ fn scan_segment(path: &Path, segment: u32, last: bool, index: &mut HashMap<Serie
             let _ = (&file).seek(SeekFrom::End(0));
             break;
         };
-        let u32_at = |i: usize| u32::from_le_bytes([record[i], record[i + 1], record[i + 2], record[i + 3]]);
-        let i64_at = |i: usize| i64::from_le_bytes(std::array::from_fn(|k| record[i + k]));
-        let meta = ChunkMeta {
-            start: i64_at(4),
-            end: i64_at(12),
-            count: u32_at(20),
-            segment,
-            offset: (at + HEADER) as u64,
-            len: (record.len() - (HEADER - 8)) as u32,
-        };
-        index.entry(u32_at(0)).or_default().push(meta);
-        at += 8 + record.len();
+        let (id, start, end, header_len) = record_header(record)
+            .map_err(|e| Error::Corrupt(format!("{}: chunk record at byte {at}: {e}", path.display())))?;
+        let offset = (at + FRAME + header_len) as u64;
+        let meta = ChunkMeta { start, end, segment, offset, len: (record.len() - header_len) as u32 };
+        index.entry(id).or_default().push(meta);
+        at += FRAME + record.len();
     }
     Ok(())
+}
+
+/// (series, start, end, header length) of a chunk record.
+fn record_header(record: &[u8]) -> Result<(SeriesId, i64, i64, usize)> {
+    let mut reader = Reader::new(record);
+    let id = SeriesId::try_from(reader.varint()?).map_err(|_| Error::Corrupt("series id out of range".into()))?;
+    let start = unzigzag(reader.varint()?);
+    let end = start.wrapping_add(reader.varint()? as i64);
+    Ok((id, start, end, record.len() - reader.remaining()))
 }

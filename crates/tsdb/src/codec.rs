@@ -59,13 +59,12 @@ impl<'a> Reader<'a> {
         Ok(slice)
     }
 
-    pub fn u32(&mut self) -> Result<u32> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
     pub fn is_done(&self) -> bool {
         self.at == self.bytes.len()
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
     }
 }
 
@@ -99,35 +98,176 @@ fn decode_quality(reader: &mut Reader<'_>, n: usize) -> Result<Vec<Quality>> {
     Ok(out)
 }
 
-/// Compresses samples (sorted by time, unique timestamps) into one chunk.
-pub fn encode_chunk(samples: &[Sample]) -> Result<Vec<u8>> {
-    let config = pco::ChunkConfig::default();
-    let ts: Vec<i64> = samples.iter().map(|s| s.ts).collect();
+/// Chunk format version written by this build.
+const CHUNK_VERSION: u8 = 2;
+
+/// Powers of ten used to turn decimal values into exact integers and back.
+const POW10: [f64; 7] = [1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
+/// Their reciprocals as written in source code (`0.01`), for values computed as `m * 0.01`.
+const NEG_POW10: [f64; 7] = [1.0, 0.1, 0.01, 0.001, 0.0001, 0.00001, 0.000001];
+
+/// How the values of a chunk are represented before pcodec sees them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ValueForm {
+    /// Raw f64.
+    Float = 0,
+    /// `m / 10^k`: values that came from decimal text (sensor readings, CSV files).
+    Decimal = 1,
+    /// `m * 10^-k`: values computed by multiplying a count by a resolution.
+    Scaled = 2,
+    /// Every value has the same bits (states, booleans, idle sensors).
+    Constant = 3,
+}
+
+/// The exact integer form of `values`, if one exists: (form, k, integers).
+fn integer_form(values: &[f64]) -> Option<(ValueForm, u8, Vec<i64>)> {
+    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53: integers exactly representable
+    for k in 0..POW10.len() {
+        for form in [ValueForm::Decimal, ValueForm::Scaled] {
+            let decode = |m: i64| match form {
+                ValueForm::Decimal => m as f64 / POW10[k],
+                _ => m as f64 * NEG_POW10[k],
+            };
+            let mut ints = Vec::with_capacity(values.len());
+            let exact = values.iter().all(|v| {
+                let m = (v * POW10[k]).round();
+                let ok = m.abs() < LIMIT && decode(m as i64).to_bits() == v.to_bits();
+                ints.push(m as i64);
+                ok
+            });
+            if exact {
+                return Some((form, k as u8, ints));
+            }
+            if k == 0 {
+                break; // both forms are the same at k = 0
+            }
+        }
+    }
+    None
+}
+
+/// Pcodec with the better of its automatic choice and plain first-order deltas (which
+/// wins on noisy sensor data, where the automatic choice often guesses wrong).
+fn pco_best<T: pco::data_types::Number>(numbers: &[T]) -> Result<Vec<u8>> {
+    let auto = pco::ChunkConfig::default();
+    let first_order = pco::ChunkConfig::default().with_delta_spec(pco::DeltaSpec::TryConsecutive(1));
+    let a = pco::standalone::simple_compress(numbers, &auto).map_err(|e| Error::Codec(e.to_string()))?;
+    let b = pco::standalone::simple_compress(numbers, &first_order).map_err(|e| Error::Codec(e.to_string()))?;
+    Ok(if b.len() < a.len() { b } else { a })
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend(bytes);
+}
+
+fn encode_timestamps(samples: &[Sample], out: &mut Vec<u8>) -> Result<()> {
+    let first = samples.first().map_or(0, |s| s.ts);
+    let step = if samples.len() > 1 { samples[1].ts.wrapping_sub(first) } else { 0 };
+    let regular = samples.windows(2).all(|w| w[1].ts.wrapping_sub(w[0].ts) == step);
+    if regular {
+        out.push(0);
+        put_varint(out, zigzag(first));
+        put_varint(out, zigzag(step));
+    } else {
+        out.push(1);
+        let ts: Vec<i64> = samples.iter().map(|s| s.ts).collect();
+        put_bytes(out, &pco_best(&ts)?);
+    }
+    Ok(())
+}
+
+fn encode_values(samples: &[Sample], out: &mut Vec<u8>) -> Result<()> {
     let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
-    let ts_bytes = pco::standalone::simple_compress(&ts, &config).map_err(|e| Error::Codec(e.to_string()))?;
-    let value_bytes = pco::standalone::simple_compress(&values, &config).map_err(|e| Error::Codec(e.to_string()))?;
-    let mut out = Vec::with_capacity(12 + ts_bytes.len() + value_bytes.len() + 4);
-    out.extend((samples.len() as u32).to_le_bytes());
-    out.extend((ts_bytes.len() as u32).to_le_bytes());
-    out.extend((value_bytes.len() as u32).to_le_bytes());
-    out.extend(ts_bytes);
-    out.extend(value_bytes);
+    let first = values.first().map_or(0, |v| v.to_bits());
+    if values.iter().all(|v| v.to_bits() == first) {
+        out.push(ValueForm::Constant as u8);
+        out.extend(first.to_le_bytes());
+        return Ok(());
+    }
+    let float = pco_best(&values)?;
+    if let Some((form, k, ints)) = integer_form(&values) {
+        let compressed = pco_best(&ints)?;
+        if compressed.len() < float.len() {
+            out.push(form as u8);
+            out.push(k);
+            put_bytes(out, &compressed);
+            return Ok(());
+        }
+    }
+    out.push(ValueForm::Float as u8);
+    put_bytes(out, &float);
+    Ok(())
+}
+
+/// Compresses samples (sorted by time, unique timestamps) into one chunk:
+/// `[version][n] timestamps values qualities`. Regular timestamps cost two varints;
+/// values that are exact decimals are stored as integers; pcodec does the rest.
+pub fn encode_chunk(samples: &[Sample]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(64 + samples.len());
+    out.push(CHUNK_VERSION);
+    put_varint(&mut out, samples.len() as u64);
+    encode_timestamps(samples, &mut out)?;
+    encode_values(samples, &mut out)?;
     encode_quality(samples, &mut out);
     Ok(out)
 }
 
+fn take_pco<T: pco::data_types::Number>(reader: &mut Reader<'_>, n: usize) -> Result<Vec<T>> {
+    let len = reader.varint()? as usize;
+    let numbers: Vec<T> =
+        pco::standalone::simple_decompress(reader.take(len)?).map_err(|e| Error::Corrupt(e.to_string()))?;
+    if numbers.len() != n {
+        return Err(corrupt("chunk column length disagrees with its count"));
+    }
+    Ok(numbers)
+}
+
+fn byte(reader: &mut Reader<'_>) -> Result<u8> {
+    Ok(reader.take(1)?[0])
+}
+
 pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Sample>> {
     let mut reader = Reader::new(bytes);
-    let n = reader.u32()? as usize;
-    let ts_len = reader.u32()? as usize;
-    let value_len = reader.u32()? as usize;
-    let ts: Vec<i64> =
-        pco::standalone::simple_decompress(reader.take(ts_len)?).map_err(|e| Error::Corrupt(e.to_string()))?;
-    let values: Vec<f64> =
-        pco::standalone::simple_decompress(reader.take(value_len)?).map_err(|e| Error::Corrupt(e.to_string()))?;
+    if byte(&mut reader)? != CHUNK_VERSION {
+        return Err(corrupt("unknown chunk version"));
+    }
+    let n = reader.varint()? as usize;
+    if n > bytes.len().saturating_mul(64) {
+        return Err(corrupt("implausible sample count"));
+    }
+    let ts: Vec<i64> = match byte(&mut reader)? {
+        0 => {
+            let first = unzigzag(reader.varint()?);
+            let step = unzigzag(reader.varint()?);
+            (0..n as i64).map(|i| first.wrapping_add(step.wrapping_mul(i))).collect()
+        }
+        1 => take_pco(&mut reader, n)?,
+        _ => return Err(corrupt("unknown timestamp encoding")),
+    };
+    let values: Vec<f64> = match byte(&mut reader)? {
+        0 => take_pco(&mut reader, n)?,
+        form @ (1 | 2) => {
+            let k = byte(&mut reader)? as usize;
+            if k >= POW10.len() {
+                return Err(corrupt("decimal exponent out of range"));
+            }
+            let ints: Vec<i64> = take_pco(&mut reader, n)?;
+            if form == 1 {
+                ints.into_iter().map(|m| m as f64 / POW10[k]).collect()
+            } else {
+                ints.into_iter().map(|m| m as f64 * NEG_POW10[k]).collect()
+            }
+        }
+        3 => {
+            let b = reader.take(8)?;
+            vec![f64::from_bits(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])); n]
+        }
+        _ => return Err(corrupt("unknown value encoding")),
+    };
     let qualities = decode_quality(&mut reader, n)?;
-    if ts.len() != n || values.len() != n || !reader.is_done() {
-        return Err(corrupt("chunk column lengths disagree"));
+    if !reader.is_done() {
+        return Err(corrupt("trailing bytes in chunk"));
     }
     Ok(ts.into_iter().zip(values).zip(qualities).map(|((ts, value), quality)| Sample { ts, value, quality }).collect())
 }
@@ -228,6 +368,26 @@ mod tests {
         assert!(original.iter().zip(&decoded).all(|(a, b)| a.same_as(b)));
         assert_eq!(decoded.len(), original.len());
         assert!(bytes.len() < original.len() * 8, "{} bytes for {} samples", bytes.len(), original.len());
+    }
+
+    #[test]
+    fn every_value_form_round_trips_bit_exactly() {
+        let base: Vec<i64> = (0..300).map(|i| 1_000 + i * 7 + (i % 3)).collect();
+        let cases: Vec<Vec<f64>> = vec![
+            base.iter().map(|i| *i as f64 / 100.0).collect(),  // decimal text
+            base.iter().map(|i| *i as f64 * 0.01).collect(),   // scaled
+            vec![1.0; 300],                                    // constant
+            base.iter().map(|i| (*i as f64).sqrt()).collect(), // plain floats
+            base.iter().map(|i| if i % 2 == 0 { -0.0 } else { 1e300 }).collect(),
+        ];
+        for values in cases {
+            let samples: Vec<Sample> = base.iter().zip(&values).map(|(t, v)| Sample::good(*t, *v)).collect();
+            let decoded = decode_chunk(&encode_chunk(&samples).expect("encode")).expect("decode");
+            assert_eq!(decoded.len(), samples.len());
+            assert!(decoded.iter().zip(&samples).all(|(a, b)| a.same_as(b)));
+        }
+        let single = [Sample::good(5, 2.5)];
+        assert!(decode_chunk(&encode_chunk(&single).expect("encode")).expect("decode")[0].same_as(&single[0]));
     }
 
     #[test]

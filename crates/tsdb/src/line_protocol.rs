@@ -8,6 +8,7 @@
 //! applies to every field of the line. Other tags are ignored.
 
 use crate::sample::{Millis, Quality, Sample, SeriesKey, Severity};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Timestamp unit of a write, as InfluxDB's `precision` parameter.
@@ -51,62 +52,86 @@ pub struct LineError {
 /// Points grouped by series; `lines[i]` is the line number of `samples[i]`.
 pub type Parsed = Vec<(SeriesKey, Vec<Sample>, Vec<usize>)>;
 
+/// One series while parsing: asset, signal (borrowed from the body), samples, line numbers.
+type Group<'a> = (Cow<'a, str>, Cow<'a, str>, Vec<Sample>, Vec<usize>);
+
 /// Parses a whole body. Good lines are returned even when others fail.
 pub fn parse_line_protocol(body: &str, precision: Precision, now: Millis) -> (Parsed, Vec<LineError>) {
-    let mut index: HashMap<SeriesKey, usize> = HashMap::new();
-    let mut out: Parsed = Vec::new();
+    let mut index: HashMap<(Cow<'_, str>, Cow<'_, str>), usize> = HashMap::new();
+    let mut grouped: Vec<Group<'_>> = Vec::new();
+    let mut last: Option<usize> = None;
     let mut errors = Vec::new();
     for (i, raw) in body.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        match parse_line(line, precision, now) {
-            Ok(points) => {
-                for (key, sample) in points {
-                    let at = *index.entry(key.clone()).or_insert_with(|| {
-                        out.push((key, Vec::new(), Vec::new()));
-                        out.len() - 1
-                    });
-                    out[at].1.push(sample);
-                    out[at].2.push(i + 1);
-                }
-            }
-            Err(message) => errors.push(LineError { line: i + 1, message }),
+        let result = parse_line(line, precision, now, &mut |asset, signal, sample| {
+            // Lines usually come grouped by series: try the previous one before hashing.
+            let at = match last {
+                Some(at) if grouped[at].0 == asset && grouped[at].1 == signal => at,
+                _ => *index.entry((asset.clone(), signal.clone())).or_insert_with(|| {
+                    grouped.push((asset, signal, Vec::new(), Vec::new()));
+                    grouped.len() - 1
+                }),
+            };
+            last = Some(at);
+            grouped[at].2.push(sample);
+            grouped[at].3.push(i + 1);
+        });
+        if let Err(message) = result {
+            errors.push(LineError { line: i + 1, message });
         }
     }
-    (out, errors)
+    let parsed = grouped.into_iter().map(|(a, s, samples, lines)| (SeriesKey::new(a, s), samples, lines)).collect();
+    (parsed, errors)
 }
 
 /// Splits at the first unescaped `stop` outside double quotes; returns (before, after).
-fn split_unescaped(text: &str, stop: char) -> (&str, Option<&str>) {
+fn split_unescaped(text: &str, stop: u8) -> (&str, Option<&str>) {
+    let bytes = text.as_bytes();
     let mut escaped = false;
     let mut quoted = false;
-    for (i, ch) in text.char_indices() {
-        match ch {
+    for (i, b) in bytes.iter().enumerate() {
+        match *b {
             _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => quoted = !quoted,
-            c if c == stop && !quoted => return (&text[..i], Some(&text[i + ch.len_utf8()..])),
+            b'\\' => escaped = true,
+            b'"' => quoted = !quoted,
+            c if c == stop && !quoted => return (&text[..i], Some(&text[i + 1..])),
             _ => {}
         }
     }
     (text, None)
 }
 
-fn split_all(mut text: &str, stop: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    loop {
-        let (head, rest) = split_unescaped(text, stop);
-        parts.push(head);
-        match rest {
-            Some(rest) => text = rest,
-            None => return parts,
-        }
+/// Splits at the first `stop`; `plain` says the line has no escapes or quotes, so a
+/// plain byte search is enough (the common case, and much faster).
+fn split(text: &str, stop: u8, plain: bool) -> (&str, Option<&str>) {
+    if !plain {
+        return split_unescaped(text, stop);
+    }
+    // `str::find` with an ASCII char is a vectorised memchr.
+    match text.find(char::from(stop)) {
+        Some(i) => (&text[..i], Some(&text[i + 1..])),
+        None => (text, None),
     }
 }
 
-fn unescape(text: &str) -> String {
+/// Iterates over the parts of `text` separated by unescaped `stop`.
+fn parts(text: &str, stop: u8, plain: bool) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let (head, tail) = split(rest?, stop, plain);
+        rest = tail;
+        Some(head)
+    })
+}
+
+/// Removes line-protocol escapes, borrowing when there are none.
+fn unescape(text: &str) -> Cow<'_, str> {
+    if !text.contains('\\') {
+        return Cow::Borrowed(text);
+    }
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(ch) = chars.next() {
@@ -123,14 +148,23 @@ fn unescape(text: &str) -> String {
             out.push(ch);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
-fn parse_line(line: &str, precision: Precision, now: Millis) -> Result<Vec<(SeriesKey, Sample)>, String> {
-    let (series_part, rest) = split_unescaped(line, ' ');
+fn parse_line<'a>(
+    line: &'a str,
+    precision: Precision,
+    now: Millis,
+    emit: &mut dyn FnMut(Cow<'a, str>, Cow<'a, str>, Sample),
+) -> Result<(), String> {
+    if let Some(result) = parse_plain(line, precision, now, emit) {
+        return result;
+    }
+    let plain = false;
+    let (series_part, rest) = split(line, b' ', plain);
     let rest = rest.ok_or("expected `measurement,asset=<path> field=value [timestamp]`: no fields")?;
-    let (fields_part, timestamp_part) = split_unescaped(rest.trim_start(), ' ');
-    let mut tags = split_all(series_part, ',').into_iter();
+    let (fields_part, timestamp_part) = split(rest.trim_start(), b' ', plain);
+    let mut tags = parts(series_part, b',', plain);
     let measurement = unescape(tags.next().unwrap_or_default());
     if measurement.is_empty() {
         return Err("the measurement name is empty".into());
@@ -138,9 +172,9 @@ fn parse_line(line: &str, precision: Precision, now: Millis) -> Result<Vec<(Seri
     let mut asset = None;
     let mut quality = Quality::GOOD;
     for tag in tags {
-        let (key, value) = split_unescaped(tag, '=');
+        let (key, value) = split(tag, b'=', plain);
         let value = value.ok_or_else(|| format!("tag `{}` has no `=value`", unescape(key)))?;
-        match unescape(key).as_str() {
+        match key {
             "asset" => asset = Some(unescape(value)),
             "quality" => quality = parse_quality(&unescape(value))?,
             _ => {}
@@ -155,9 +189,11 @@ fn parse_line(line: &str, precision: Precision, now: Millis) -> Result<Vec<(Seri
             precision.to_millis(raw).ok_or_else(|| format!("timestamp `{text}` is out of range"))?
         }
     };
-    let mut points = Vec::new();
-    for field in split_all(fields_part, ',') {
-        let (key, value) = split_unescaped(field, '=');
+    // Validate every field before emitting any, so that a bad line contributes nothing.
+    let mut points: [Option<(Cow<'a, str>, f64)>; 8] = Default::default();
+    let mut extra = Vec::new();
+    for (n, field) in parts(fields_part, b',', plain).enumerate() {
+        let (key, value) = split(field, b'=', plain);
         let key = unescape(key);
         let value = value.ok_or_else(|| format!("field `{key}` has no `=value`"))?;
         if key.is_empty() {
@@ -165,9 +201,69 @@ fn parse_line(line: &str, precision: Precision, now: Millis) -> Result<Vec<(Seri
         }
         let number = parse_field_value(value).map_err(|e| format!("field `{key}`: {e}"))?;
         let signal = if key == "value" { measurement.clone() } else { key };
-        points.push((SeriesKey::new(asset.clone(), signal), Sample { ts, value: number, quality }));
+        match points.get_mut(n) {
+            Some(slot) => *slot = Some((signal, number)),
+            None => extra.push((signal, number)),
+        }
     }
-    Ok(points)
+    for (signal, value) in points.into_iter().flatten().chain(extra) {
+        emit(asset.clone(), signal, Sample { ts, value, quality });
+    }
+    Ok(())
+}
+
+/// The fast path for the common line — no escapes, no quotes, no `quality` tag — in
+/// one pass over the bytes. Returns `None` to hand anything else to the general parser.
+fn parse_plain<'a>(
+    line: &'a str,
+    precision: Precision,
+    now: Millis,
+    emit: &mut dyn FnMut(Cow<'a, str>, Cow<'a, str>, Sample),
+) -> Option<Result<(), String>> {
+    let bytes = line.as_bytes();
+    // Separators: the two spaces, and the commas/equals signs before the first space.
+    let mut first_space = None;
+    let mut second_space = None;
+    for (i, b) in bytes.iter().enumerate() {
+        match *b {
+            b'\\' | b'"' => return None,
+            b' ' if first_space.is_none() => first_space = Some(i),
+            b' ' if second_space.is_none() => second_space = Some(i),
+            b' ' => return None,
+            _ => {}
+        }
+    }
+    let first_space = first_space?;
+    let series = &line[..first_space];
+    let (fields, timestamp) = match second_space {
+        Some(i) => (&line[first_space + 1..i], Some(&line[i + 1..])),
+        None => (&line[first_space + 1..], None),
+    };
+    let mut tags = series.split(',');
+    let measurement = tags.next().filter(|m| !m.is_empty())?;
+    let mut asset = None;
+    for tag in tags {
+        let (key, value) = tag.split_once('=')?;
+        match key {
+            "asset" => asset = Some(value),
+            "quality" => return None,
+            _ => {}
+        }
+    }
+    let asset = asset?;
+    let ts = match timestamp {
+        None => now,
+        Some(text) => precision.to_millis(text.parse().ok()?)?,
+    };
+    // One field is by far the most common; more go through the general parser.
+    let (key, value) = fields.split_once('=')?;
+    if key.is_empty() || value.contains(',') {
+        return None;
+    }
+    let value = parse_field_value(value).ok()?;
+    let signal = if key == "value" { measurement } else { key };
+    emit(Cow::Borrowed(asset), Cow::Borrowed(signal), Sample { ts, value, quality: Quality::GOOD });
+    Some(Ok(()))
 }
 
 fn parse_quality(text: &str) -> Result<Quality, String> {
