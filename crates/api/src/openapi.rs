@@ -142,6 +142,69 @@ fn admin_paths(paths: &mut serde_json::Map<String, Value>) {
         "summary": "Readiness: the records store answers (no authentication)", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}}));
 }
 
+fn telemetry_paths(paths: &mut serde_json::Map<String, Value>) {
+    let write = roles(Action::WriteTelemetry);
+    let read = roles(Action::ReadTelemetry);
+    let report = json!({"description": "what was stored and every rejected sample with its reason", "content": {"application/json": {"schema": {"type": "object",
+        "properties": {"batch_id": {"type": ["string", "null"]}, "stored": {"type": "integer"}, "duplicates": {"type": "integer"},
+        "replaced": {"type": "integer"}, "replayed_batch": {"type": "boolean"}, "rejected": {"type": "array", "items": {"type": "object",
+        "properties": {"series": {"type": "string"}, "index": {"type": "integer"}, "line": {"type": "integer"}, "timestamp": {"type": "integer"},
+        "code": {"type": "string", "enum": ["unknown_asset", "unknown_series", "not_finite", "out_of_range", "timestamp_in_future", "negative_counter", "malformed_line"]},
+        "reason": {"type": "string"}}}}}}}}});
+    let atomic = json!({"name": "atomic", "in": "query", "schema": {"type": "boolean", "default": false}, "description": "refuse the whole batch (422) if any sample is rejected"});
+    let batch = json!({"type": "object", "required": ["series"], "properties": {"batch_id": {"type": "string", "description": "retries with the same id are answered without writing"},
+        "series": {"type": "array", "items": {"type": "object", "required": ["asset", "signal", "timestamps", "values"], "properties": {
+            "asset": {"type": "string"}, "signal": {"type": "string"},
+            "timestamps": {"type": "array", "items": {"type": "integer"}, "description": "UTC milliseconds"},
+            "values": {"type": "array", "items": {"type": ["number", "null"]}},
+            "qualities": {"type": "array", "items": {"type": "integer"}, "description": "OPC UA status codes; omitted = good"}}}}}});
+    paths.insert("/api/v1/telemetry".into(), json!({"post": {"tags": ["Telemetry"], "operationId": "write_telemetry",
+        "summary": "Write samples grouped by series (acknowledged after fsync)", "description": format!("Devices only for their bound assets. {write}"),
+        "parameters": [atomic], "requestBody": {"required": true, "content": {"application/json": {"schema": batch}}},
+        "responses": merge(json!({"200": report}), error_responses(&["400", "401", "403", "413", "422"]))}}));
+    paths.insert("/api/v1/write".into(), json!({"post": {"tags": ["Telemetry"], "operationId": "write_line_protocol",
+        "summary": "Write InfluxDB line protocol (tag `asset` = asset path, fields = signals)", "description": write,
+        "parameters": [atomic, {"name": "precision", "in": "query", "schema": {"type": "string", "enum": ["ns", "us", "ms", "s"], "default": "ns"}},
+            {"name": "batch_id", "in": "query", "schema": {"type": "string"}}],
+        "requestBody": {"required": true, "content": {"text/plain": {"schema": {"type": "string"}}}},
+        "responses": merge(json!({"200": report}), error_responses(&["400", "401", "403", "413", "422"]))}}));
+    let asset = json!({"name": "asset", "in": "query", "required": true, "schema": {"type": "string"}});
+    let signal = json!({"name": "signal", "in": "query", "schema": {"type": "string"}});
+    let from = json!({"name": "from", "in": "query", "schema": {"type": "integer"}, "description": "UTC ms; default one hour before `to`"});
+    let to = json!({"name": "to", "in": "query", "schema": {"type": "integer"}, "description": "UTC ms, exclusive; default now"});
+    let bucket = json!({"name": "bucket_ms", "in": "query", "schema": {"type": "integer", "minimum": 1}});
+    let ok = json!({"description": "result", "content": {"application/json": {"schema": {"type": "object"}}}});
+    for (path, id, summary, params) in [
+        (
+            "/api/v1/telemetry/range",
+            "telemetry_range",
+            "Raw samples of one series, or buckets with bucket_ms",
+            json!([asset, signal, from, to, bucket]),
+        ),
+        ("/api/v1/telemetry/latest", "telemetry_latest", "Newest sample of every signal of an asset", json!([asset])),
+        (
+            "/api/v1/telemetry/asset",
+            "telemetry_asset",
+            "Every signal of an asset over a window (default the last hour)",
+            json!([asset, from, to]),
+        ),
+        (
+            "/api/v1/telemetry/counter",
+            "telemetry_counter",
+            "How much a counter advanced, resets and rollover handled",
+            json!([asset, signal, from, to]),
+        ),
+        ("/api/v1/telemetry/stream", "telemetry_stream", "Server-Sent Events: new samples of an asset", json!([asset])),
+    ] {
+        paths.insert(
+            path.into(),
+            json!({"get": {"tags": ["Telemetry"], "operationId": id, "summary": summary,
+            "description": format!("Customer-viewers only for their own assets. {read}"), "parameters": params,
+            "responses": merge(json!({"200": ok}), error_responses(&["400", "401", "403", "404", "422"]))}}),
+        );
+    }
+}
+
 /// A type's schema plus every schema it refers to.
 fn with_dependencies<T: ToSchema>(out: &mut Vec<(String, RefOr<Schema>)>) {
     out.push((T::name().into_owned(), T::schema()));
@@ -170,6 +233,7 @@ pub fn document() -> Value {
         record_paths(kind, &mut paths);
     }
     admin_paths(&mut paths);
+    telemetry_paths(&mut paths);
     let error = json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
         "required": ["code", "message", "details"], "properties": {"code": {"type": "string"},
         "message": {"type": "string", "description": "what went wrong and how to fix it"}, "details": {}}}}});

@@ -115,7 +115,7 @@ impl Hub {
 
     /// Seals everything and returns the bytes the telemetry directory holds.
     pub fn disk_bytes(&self) -> anyhow::Result<u64> {
-        self.tsdb.checkpoint()?;
+        self.tsdb.seal_all()?;
         Ok(crate::dir_bytes(&self.dir.join("telemetry")))
     }
 }

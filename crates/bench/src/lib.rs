@@ -194,16 +194,12 @@ pub fn run(bench: &TelemetryBench) -> anyhow::Result<String> {
     }
 
     report.push_str("\n## Bytes per sample on disk\n\n| dataset | samples | Treaty | VictoriaMetrics | InfluxDB 1.6 | PostgreSQL ts_kv | Treaty / VictoriaMetrics |\n|---|---|---|---|---|---|---|\n");
-    let mut datasets: Vec<(&Dataset, u64, Option<u64>, Option<u64>, Option<u64>)> =
-        vec![(&fleet, fleet_bytes_treaty, fleet_bytes_vm, fleet_bytes_influx, fleet_bytes_pg)];
-    let mut small = Vec::new();
+    let mut sizes: Vec<(&Dataset, Sizes)> =
+        vec![(&fleet, (fleet_bytes_treaty, fleet_bytes_vm, fleet_bytes_influx, fleet_bytes_pg))];
     for dataset in [&cmapss, &nab] {
-        small.push(bytes_for(bench, dataset, assets, &wants)?);
+        sizes.push((dataset, bytes_for(bench, dataset, assets, &wants)?));
     }
-    for (dataset, (treaty, vm, influx, pg)) in [&cmapss, &nab].into_iter().zip(small) {
-        datasets.push((dataset, treaty, vm, influx, pg));
-    }
-    for (dataset, treaty, vm, influx, pg) in datasets {
+    for (dataset, (treaty, vm, influx, pg)) in sizes {
         let per = |bytes: Option<u64>| {
             bytes.map_or("-".to_owned(), |b| format!("{:.2}", b as f64 / dataset.samples() as f64))
         };

@@ -31,12 +31,11 @@ fn free_port() -> anyhow::Result<u16> {
 fn wait_ready(address: &str, path: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(mut client) = crate::http::Client::connect(address) {
-            if let Ok((status, _)) = client.request("GET", path, &[], b"") {
-                if status < 500 {
-                    return Ok(());
-                }
-            }
+        if let Ok(mut client) = crate::http::Client::connect(address)
+            && let Ok((status, _)) = client.request("GET", path, &[], b"")
+            && status < 500
+        {
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -87,6 +87,17 @@ impl Head {
         out
     }
 
+    /// Calls `f` with every non-empty series head, one shard locked at a time.
+    pub fn visit(&self, f: &mut dyn FnMut(SeriesId, &[Sample]) -> crate::Result<()>) -> crate::Result<()> {
+        for shard in &self.shards {
+            let shard = shard.lock().map_err(|_| crate::Error::Poisoned)?;
+            for (id, samples) in shard.iter().filter(|(_, s)| !s.is_empty()) {
+                f(*id, samples)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Puts samples back in front of a series' head (when sealing failed).
     pub fn restore(&self, id: SeriesId, samples: Vec<Sample>) {
         self.insert(id, &samples);

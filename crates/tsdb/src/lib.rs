@@ -18,6 +18,7 @@ mod line_protocol;
 mod query;
 mod sample;
 mod series;
+mod snapshot;
 mod wal;
 
 pub use codec::{decode_chunk, encode_chunk};
@@ -123,6 +124,9 @@ impl Tsdb {
         let (wal, records) = wal::Wal::open(&dir.join("wal"))?;
         let head = head::Head::default();
         let mut batches = load_batches(dir);
+        for (id, samples) in snapshot::load(dir)? {
+            head.insert(id, &samples);
+        }
         let replayed = records.len();
         for record in records {
             let mut outcome = WriteOutcome::default();
@@ -216,7 +220,9 @@ impl Tsdb {
         Ok(())
     }
 
-    /// Seals every head into chunks and drops the WAL segments that held them.
+    /// Bounds the WAL: writes a compressed snapshot of every unsealed head, then drops
+    /// the WAL segments it covers. Heads stay in memory and keep growing toward a full
+    /// chunk, so a checkpoint never cuts a series into small, poorly compressed chunks.
     pub fn checkpoint(&self) -> Result<()> {
         let inner = &self.inner;
         let Ok(_only_one) = inner.checkpointing.try_lock() else { return Ok(()) };
@@ -224,17 +230,26 @@ impl Tsdb {
             let _gate = inner.gate.write().map_err(|_| Error::Poisoned)?;
             inner.wal.rotate()?
         };
-        let all = inner.head.take_all();
-        if let Err(error) = inner.chunks.append(&all) {
-            for (id, samples) in all {
-                inner.head.restore(id, samples);
-            }
-            return Err(error);
-        }
+        // Everything before `boundary` is in the head now; samples written after the
+        // rotation may land in the snapshot too, and replay treats them as duplicates.
+        snapshot::write(&inner.dir, &inner.head)?;
         self.save_batches()?;
         inner.wal.remove_before(boundary)?;
         tracing::debug!(boundary, "telemetry checkpoint done");
         Ok(())
+    }
+
+    /// Seals every head into chunks, whatever its size, then checkpoints. For shutdown
+    /// of a hub that will not restart soon, and for measuring sealed sizes.
+    pub fn seal_all(&self) -> Result<()> {
+        let all = self.inner.head.take_all();
+        if let Err(error) = self.inner.chunks.append(&all) {
+            for (id, samples) in all {
+                self.inner.head.restore(id, samples);
+            }
+            return Err(error);
+        }
+        self.checkpoint()
     }
 
     fn save_batches(&self) -> Result<()> {

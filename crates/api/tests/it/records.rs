@@ -263,7 +263,21 @@ async fn openapi_document_covers_every_route() {
         assert!(doc["paths"][&collection]["post"]["requestBody"].is_object(), "{collection}");
         assert!(doc["paths"][format!("{collection}/{{id}}")]["delete"].is_object(), "{collection}");
     }
-    for path in ["/api/v1/tokens", "/api/v1/audit", "/api/v1/audit/verify", "/api/v1/whoami", "/metrics", "/healthz"] {
+    for path in [
+        "/api/v1/tokens",
+        "/api/v1/audit",
+        "/api/v1/audit/verify",
+        "/api/v1/whoami",
+        "/metrics",
+        "/healthz",
+        "/api/v1/telemetry",
+        "/api/v1/write",
+        "/api/v1/telemetry/range",
+        "/api/v1/telemetry/latest",
+        "/api/v1/telemetry/asset",
+        "/api/v1/telemetry/counter",
+        "/api/v1/telemetry/stream",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
     for schema in ["Asset", "AssetModel", "Contract", "Money", "Pricing", "Error", "Role"] {

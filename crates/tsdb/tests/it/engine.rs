@@ -184,3 +184,28 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
 }
+
+#[test]
+fn checkpoints_bound_the_wal_without_cutting_heads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = TsdbOptions { chunk_samples: 10_000, wal_checkpoint_bytes: 16 << 10, ..TsdbOptions::default() };
+    let expected = ramp(0, 3000, 1000);
+    {
+        let db = Tsdb::open(dir.path(), options.clone()).expect("open");
+        for part in expected.chunks(100) {
+            write(&db, None, vec![(key("temp"), part.to_vec())]);
+        }
+        assert_eq!(db.stats().chunks, 0, "checkpoints must not seal partial heads");
+        let wal_bytes: u64 = std::fs::read_dir(dir.path().join("wal"))
+            .expect("wal")
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        assert!(wal_bytes < 64 << 10, "the WAL was not truncated: {wal_bytes} bytes");
+    }
+    let db = Tsdb::open(dir.path(), options).expect("reopen from snapshot + WAL");
+    assert_eq!(db.range(&key("temp"), 0, i64::MAX).expect("range"), expected);
+    db.seal_all().expect("seal");
+    assert_eq!(db.stats().chunks, 1, "one whole chunk");
+    assert_eq!(db.range(&key("temp"), 0, i64::MAX).expect("range"), expected);
+}
