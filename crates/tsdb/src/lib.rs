@@ -118,6 +118,12 @@ fn now_ms() -> i64 {
 impl Tsdb {
     /// Opens (or creates) the engine in `dir`, replaying the WAL into the head.
     pub fn open(dir: &Path, options: TsdbOptions) -> Result<Self> {
+        if options.chunk_samples == 0 || options.chunk_samples > codec::MAX_CHUNK_SAMPLES / 2 {
+            return Err(Error::Invalid(format!(
+                "chunk_samples must be between 1 and {}",
+                codec::MAX_CHUNK_SAMPLES / 2
+            )));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
         let series = series::Registry::open(dir)?;
         let chunks = chunks::ChunkStore::open(&dir.join("chunks"))?;

@@ -150,18 +150,20 @@ impl Server {
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut address = None;
+        let mut seen = String::new();
         let mut line = String::new();
         while address.is_none() && Instant::now() < deadline {
             line.clear();
             if stderr.read_line(&mut line).expect("read stderr") == 0 {
                 break;
             }
+            seen.push_str(&line);
             if let Some(rest) = line.strip_prefix("Treaty is serving on http://") {
                 address = rest.split_whitespace().next().map(str::to_owned);
             }
         }
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        let address = address.expect("server did not report its address");
+        let address = address.unwrap_or_else(|| panic!("the server did not report its address; it said:\n{seen}"));
         Server { child, address, token_reader }
     }
 
