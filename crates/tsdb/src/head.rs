@@ -9,7 +9,14 @@ const SHARDS: usize = 16;
 
 #[derive(Default)]
 pub(crate) struct Head {
-    shards: [Mutex<HashMap<SeriesId, Vec<Sample>>>; SHARDS],
+    shards: [Mutex<HashMap<SeriesId, SeriesHead>>; SHARDS],
+}
+
+/// One series' unsealed samples and the oldest WAL segment holding any of them.
+#[derive(Default)]
+struct SeriesHead {
+    samples: Vec<Sample>,
+    since_segment: u64,
 }
 
 /// What inserting one series' samples did.
@@ -23,15 +30,20 @@ pub struct Inserted {
 }
 
 impl Head {
-    fn shard(&self, id: SeriesId) -> &Mutex<HashMap<SeriesId, Vec<Sample>>> {
+    fn shard(&self, id: SeriesId) -> &Mutex<HashMap<SeriesId, SeriesHead>> {
         &self.shards[id as usize % SHARDS]
     }
 
-    /// Inserts samples (any order); returns the outcome and the series' head length.
-    pub fn insert(&self, id: SeriesId, samples: &[Sample]) -> (Inserted, usize) {
+    /// Inserts samples (any order) that the WAL holds in `segment`; returns the outcome
+    /// and the series' head length.
+    pub fn insert(&self, id: SeriesId, samples: &[Sample], segment: u64) -> (Inserted, usize) {
         let mut outcome = Inserted::default();
         let Ok(mut shard) = self.shard(id).lock() else { return (outcome, 0) };
-        let head = shard.entry(id).or_default();
+        let entry = shard.entry(id).or_default();
+        if entry.samples.is_empty() || segment < entry.since_segment {
+            entry.since_segment = segment;
+        }
+        let head = &mut entry.samples;
         for sample in samples {
             match head.last() {
                 Some(last) if last.ts < sample.ts => {
@@ -61,50 +73,59 @@ impl Head {
     /// Samples of one series with `from <= ts < to`.
     pub fn range(&self, id: SeriesId, from: i64, to: i64) -> Vec<Sample> {
         let Ok(shard) = self.shard(id).lock() else { return Vec::new() };
-        let Some(head) = shard.get(&id) else { return Vec::new() };
+        let Some(head) = shard.get(&id).map(|h| &h.samples) else { return Vec::new() };
         let start = head.partition_point(|s| s.ts < from);
         let end = head.partition_point(|s| s.ts < to);
         head[start..end.max(start)].to_vec()
     }
 
     pub fn last(&self, id: SeriesId) -> Option<Sample> {
-        self.shard(id).lock().ok()?.get(&id)?.last().copied()
+        self.shard(id).lock().ok()?.get(&id)?.samples.last().copied()
     }
 
     /// Removes and returns one series' head.
     pub fn take(&self, id: SeriesId) -> Vec<Sample> {
-        self.shard(id).lock().ok().and_then(|mut s| s.remove(&id)).unwrap_or_default()
+        self.shard(id).lock().ok().and_then(|mut s| s.remove(&id)).map(|h| h.samples).unwrap_or_default()
     }
 
-    /// Removes and returns every series' head.
-    pub fn take_all(&self) -> Vec<(SeriesId, Vec<Sample>)> {
+    /// Removes and returns the heads whose samples reach back before WAL `segment`
+    /// (every head for `u64::MAX`).
+    pub fn take_older_than(&self, segment: u64) -> Vec<(SeriesId, Vec<Sample>)> {
         let mut out = Vec::new();
         for shard in &self.shards {
             if let Ok(mut shard) = shard.lock() {
-                out.extend(shard.drain().filter(|(_, s)| !s.is_empty()));
+                let old: Vec<SeriesId> =
+                    shard.iter().filter(|(_, h)| h.since_segment < segment).map(|(id, _)| *id).collect();
+                for id in old {
+                    if let Some(head) = shard.remove(&id) {
+                        out.push((id, head.samples));
+                    }
+                }
             }
         }
         out
     }
 
-    /// Calls `f` with every non-empty series head, one shard locked at a time.
-    pub fn visit(&self, f: &mut dyn FnMut(SeriesId, &[Sample]) -> crate::Result<()>) -> crate::Result<()> {
-        for shard in &self.shards {
-            let shard = shard.lock().map_err(|_| crate::Error::Poisoned)?;
-            for (id, samples) in shard.iter().filter(|(_, s)| !s.is_empty()) {
-                f(*id, samples)?;
-            }
-        }
-        Ok(())
+    /// The oldest WAL segment any unsealed sample lives in.
+    pub fn min_since_segment(&self) -> Option<u64> {
+        self.shards
+            .iter()
+            .filter_map(|s| s.lock().ok())
+            .filter_map(|s| s.values().filter(|h| !h.samples.is_empty()).map(|h| h.since_segment).min())
+            .min()
     }
 
-    /// Puts samples back in front of a series' head (when sealing failed).
-    pub fn restore(&self, id: SeriesId, samples: Vec<Sample>) {
-        self.insert(id, &samples);
+    /// Puts samples back into a series' head (when sealing failed).
+    pub fn restore(&self, id: SeriesId, samples: Vec<Sample>, segment: u64) {
+        self.insert(id, &samples, segment);
     }
 
     pub fn sample_count(&self) -> usize {
-        self.shards.iter().filter_map(|s| s.lock().ok()).map(|s| s.values().map(Vec::len).sum::<usize>()).sum()
+        self.shards
+            .iter()
+            .filter_map(|s| s.lock().ok())
+            .map(|s| s.values().map(|h| h.samples.len()).sum::<usize>())
+            .sum()
     }
 }
 
@@ -115,9 +136,10 @@ mod tests {
     #[test]
     fn out_of_order_duplicates_and_replacements() {
         let head = Head::default();
-        let (first, len) = head.insert(1, &[Sample::good(10, 1.0), Sample::good(30, 3.0), Sample::good(20, 2.0)]);
+        let (first, len) = head.insert(1, &[Sample::good(10, 1.0), Sample::good(30, 3.0), Sample::good(20, 2.0)], 1);
         assert_eq!((first.added, len), (3, 3));
-        let (again, _) = head.insert(1, &[Sample::good(20, 2.0), Sample::good(30, 9.0), Sample::good(5, 0.5)]);
+        let (again, _) = head.insert(1, &[Sample::good(20, 2.0), Sample::good(30, 9.0), Sample::good(5, 0.5)], 2);
+        assert_eq!(head.min_since_segment(), Some(1));
         assert_eq!(again, Inserted { added: 1, duplicates: 1, replaced: 1 });
         let values: Vec<f64> = head.range(1, 0, 100).iter().map(|s| s.value).collect();
         assert_eq!(values, [0.5, 1.0, 2.0, 9.0]);

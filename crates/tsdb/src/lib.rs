@@ -4,8 +4,9 @@
 //! A write is appended to the WAL and fsync'd (shared with concurrent writers) before it
 //! is applied to the in-memory head and acknowledged. A series' head is sealed into a
 //! compressed chunk (pcodec timestamps and values, run-length qualities) when it reaches
-//! `chunk_samples`; when the WAL grows past `wal_checkpoint_bytes` every head is sealed
-//! and the old WAL segments are deleted. Queries merge sealed chunks and the head; on
+//! `chunk_samples`; WAL segments are deleted once every sample in them is sealed, and
+//! series too slow to fill a chunk are sealed early when the WAL grows past
+//! `wal_checkpoint_bytes`. Queries merge sealed chunks and the head; on
 //! equal timestamps the later write wins, so replays and retries never double-count.
 //!
 //! The engine is synchronous (it does blocking I/O); async callers use `spawn_blocking`.
@@ -18,7 +19,6 @@ mod line_protocol;
 mod query;
 mod sample;
 mod series;
-mod snapshot;
 mod wal;
 
 pub use codec::{decode_chunk, encode_chunk};
@@ -54,15 +54,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct TsdbOptions {
     /// Samples per series at which the head is sealed into a chunk.
     pub chunk_samples: usize,
-    /// WAL size at which every head is sealed and old WAL segments are dropped.
+    /// WAL size at which a checkpoint drops sealed segments (and seals slow series early).
     pub wal_checkpoint_bytes: u64,
+    /// Size of one WAL segment file; whole segments are deleted.
+    pub wal_segment_bytes: u64,
     /// How long batch ids are remembered for retry detection, in milliseconds.
     pub batch_id_ttl_ms: i64,
 }
 
 impl Default for TsdbOptions {
     fn default() -> Self {
-        Self { chunk_samples: 3600, wal_checkpoint_bytes: 256 << 20, batch_id_ttl_ms: 24 * 3600 * 1000 }
+        // The WAL must hold a full chunk period of every series (10,000 series at 1 Hz
+        // write ~360 MB per hour), or checkpoints would seal chunks early.
+        Self {
+            chunk_samples: 3600,
+            wal_checkpoint_bytes: 1 << 30,
+            wal_segment_bytes: 64 << 20,
+            batch_id_ttl_ms: 24 * 3600 * 1000,
+        }
     }
 }
 
@@ -104,9 +113,11 @@ struct Inner {
     chunks: chunks::ChunkStore,
     head: head::Head,
     /// Writers hold it shared from WAL append to head insert; a checkpoint holds it
-    /// exclusively while it rotates the WAL, so no acknowledged write is lost between.
+    /// exclusively while it decides which WAL segments are covered by chunks.
     gate: RwLock<()>,
-    checkpointing: Mutex<()>,
+    /// Seals hold it shared from taking a head until its chunk is durable; a checkpoint
+    /// holds it exclusively, so it never deletes WAL behind a chunk still being written.
+    checkpointing: RwLock<()>,
     batches: Mutex<HashMap<String, (i64, WriteOutcome)>>,
     subscribers: tokio::sync::broadcast::Sender<Arc<Published>>,
 }
@@ -127,17 +138,14 @@ impl Tsdb {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
         let series = series::Registry::open(dir)?;
         let chunks = chunks::ChunkStore::open(&dir.join("chunks"))?;
-        let (wal, records) = wal::Wal::open(&dir.join("wal"))?;
+        let (wal, records) = wal::Wal::open(&dir.join("wal"), options.wal_segment_bytes)?;
         let head = head::Head::default();
         let mut batches = load_batches(dir);
-        for (id, samples) in snapshot::load(dir)? {
-            head.insert(id, &samples);
-        }
         let replayed = records.len();
-        for record in records {
+        for (segment, record) in records {
             let mut outcome = WriteOutcome::default();
             for (id, samples) in &record.series {
-                let (inserted, _) = head.insert(*id, samples);
+                let (inserted, _) = head.insert(*id, samples, segment);
                 outcome.stored += inserted.added;
             }
             if let Some(batch) = record.batch_id {
@@ -160,7 +168,7 @@ impl Tsdb {
                 chunks,
                 head,
                 gate: RwLock::new(()),
-                checkpointing: Mutex::new(()),
+                checkpointing: RwLock::new(()),
                 batches: Mutex::new(batches),
                 subscribers,
             }),
@@ -184,10 +192,10 @@ impl Tsdb {
         let mut full = Vec::new();
         {
             let _gate = inner.gate.read().map_err(|_| Error::Poisoned)?;
-            let seq = inner.wal.append(&payload)?;
+            let (seq, segment) = inner.wal.append(&payload)?;
             inner.wal.sync(seq)?;
             for (id, samples) in &columns {
-                let (inserted, len) = inner.head.insert(*id, samples);
+                let (inserted, len) = inner.head.insert(*id, samples, segment);
                 outcome.stored += inserted.added;
                 outcome.duplicates += inserted.duplicates;
                 outcome.replaced += inserted.replaced;
@@ -205,7 +213,7 @@ impl Tsdb {
             let _ = inner.subscribers.send(Arc::new(Published { series: request.series }));
         }
         self.seal(&full)?;
-        if inner.wal.current_bytes() > inner.options.wal_checkpoint_bytes {
+        if inner.wal.total_bytes() > inner.options.wal_checkpoint_bytes {
             self.checkpoint()?;
         }
         Ok(outcome)
@@ -216,44 +224,69 @@ impl Tsdb {
         if ids.is_empty() {
             return Ok(());
         }
+        let _sealing = self.inner.checkpointing.read().map_err(|_| Error::Poisoned)?;
         let taken: Vec<(SeriesId, Vec<Sample>)> = ids.iter().map(|id| (*id, self.inner.head.take(*id))).collect();
         if let Err(error) = self.inner.chunks.append(&taken) {
             for (id, samples) in taken {
-                self.inner.head.restore(id, samples);
+                // Segment 0: until it is sealed, keep every WAL segment that might hold it.
+                self.inner.head.restore(id, samples, 0);
             }
             return Err(error);
         }
         Ok(())
     }
 
-    /// Bounds the WAL: writes a compressed snapshot of every unsealed head, then drops
-    /// the WAL segments it covers. Heads stay in memory and keep growing toward a full
-    /// chunk, so a checkpoint never cuts a series into small, poorly compressed chunks.
+    /// Bounds the WAL. Segments whose samples are all sealed are deleted; if the WAL is
+    /// still over `wal_checkpoint_bytes / 2`, the heads that pin its oldest segments
+    /// (series too slow to fill a chunk) are sealed early so those segments can go too.
+    /// Fast series are never cut: they seal on their own when their chunk is full.
     pub fn checkpoint(&self) -> Result<()> {
         let inner = &self.inner;
-        let Ok(_only_one) = inner.checkpointing.try_lock() else { return Ok(()) };
-        let boundary = {
+        let Ok(_only_one) = inner.checkpointing.try_write() else { return Ok(()) };
+        let (free, forced) = {
+            // No writer is between its WAL append and its head insert while this is held.
             let _gate = inner.gate.write().map_err(|_| Error::Poisoned)?;
-            inner.wal.rotate()?
+            let current = inner.wal.current_segment();
+            let free = inner.head.min_since_segment().unwrap_or(current).min(current);
+            let sizes = inner.wal.segment_sizes();
+            let mut keep = 0u64;
+            let mut boundary = current;
+            for (number, bytes) in sizes.iter().rev() {
+                if keep + bytes > inner.options.wal_checkpoint_bytes / 2 && *number < current {
+                    break;
+                }
+                keep += bytes;
+                boundary = *number;
+            }
+            let forced = if boundary > free { inner.head.take_older_than(boundary) } else { Vec::new() };
+            (free.max(if forced.is_empty() { free } else { boundary }), forced)
         };
-        // Everything before `boundary` is in the head now; samples written after the
-        // rotation may land in the snapshot too, and replay treats them as duplicates.
-        snapshot::write(&inner.dir, &inner.head)?;
+        if !forced.is_empty() {
+            tracing::debug!(series = forced.len(), "sealing slow series early to bound the WAL");
+            if let Err(error) = inner.chunks.append(&forced) {
+                for (id, samples) in forced {
+                    inner.head.restore(id, samples, 0);
+                }
+                return Err(error);
+            }
+        }
         self.save_batches()?;
-        inner.wal.remove_before(boundary)?;
-        tracing::debug!(boundary, "telemetry checkpoint done");
+        inner.wal.remove_before(free)?;
         Ok(())
     }
 
-    /// Seals every head into chunks, whatever its size, then checkpoints. For shutdown
-    /// of a hub that will not restart soon, and for measuring sealed sizes.
+    /// Seals every head into chunks, whatever its size, and drops the WAL behind them.
+    /// For measuring sealed sizes, and for a hub that will be archived.
     pub fn seal_all(&self) -> Result<()> {
-        let all = self.inner.head.take_all();
-        if let Err(error) = self.inner.chunks.append(&all) {
-            for (id, samples) in all {
-                self.inner.head.restore(id, samples);
+        {
+            let _sealing = self.inner.checkpointing.read().map_err(|_| Error::Poisoned)?;
+            let all = self.inner.head.take_older_than(u64::MAX);
+            if let Err(error) = self.inner.chunks.append(&all) {
+                for (id, samples) in all {
+                    self.inner.head.restore(id, samples, 0);
+                }
+                return Err(error);
             }
-            return Err(error);
         }
         self.checkpoint()
     }

@@ -2,7 +2,9 @@
 //! acknowledged. Concurrent writers share fsyncs (group commit): a writer whose record
 //! was already covered by another writer's fsync does not sync again.
 //!
-//! Files are `wal/<segment>.wal`, each a sequence of `[len u32][crc32 u32][payload]`.
+//! Files are `wal/<segment>.wal`, each a sequence of `[len u32][crc32 u32][payload]`; a
+//! segment is closed (fsync'd) and a new one started every `SEGMENT_BYTES`. The engine
+//! deletes whole old segments once every sample in them is sealed into chunks.
 //! A torn record at the end of the last segment (a crash mid-write) is cut off at open;
 //! a bad record anywhere else is corruption and refuses to open.
 
@@ -15,6 +17,8 @@ use std::sync::{Arc, Mutex};
 
 pub(crate) struct Wal {
     dir: PathBuf,
+    /// Size at which the open segment is closed and a new one started.
+    segment_bytes: u64,
     /// The open segment and the sequence number of the last appended record.
     state: Mutex<Segment>,
     /// The sequence number known to be on disk.
@@ -26,6 +30,8 @@ struct Segment {
     number: u64,
     bytes: u64,
     seq: u64,
+    /// Sizes of the closed segments still on disk.
+    closed: std::collections::BTreeMap<u64, u64>,
 }
 
 fn segment_path(dir: &Path, number: u64) -> PathBuf {
@@ -49,34 +55,63 @@ fn segments(dir: &Path) -> Result<Vec<u64>> {
 }
 
 impl Wal {
-    /// Opens the log in `dir`, returning every record still in it (oldest first). New
-    /// records go to a fresh segment.
-    pub fn open(dir: &Path) -> Result<(Wal, Vec<WalRecord>)> {
+    /// Opens the log in `dir`, returning every record still in it with its segment
+    /// number (oldest first). New records go to a fresh segment.
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Wal, Vec<(u64, WalRecord)>)> {
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
         let numbers = segments(dir)?;
         let mut records = Vec::new();
+        let mut closed = std::collections::BTreeMap::new();
         for (i, number) in numbers.iter().enumerate() {
             let last = i + 1 == numbers.len();
-            read_segment(&segment_path(dir, *number), last, &mut records)?;
+            let mut in_segment = Vec::new();
+            let path = segment_path(dir, *number);
+            read_segment(&path, last, &mut in_segment)?;
+            records.extend(in_segment.into_iter().map(|r| (*number, r)));
+            closed.insert(*number, std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0));
         }
         let number = numbers.last().map_or(1, |n| n + 1);
         let file = create_segment(dir, number)?;
-        let state = Segment { file: Arc::new(file), number, bytes: 0, seq: 0 };
-        Ok((Wal { dir: dir.to_owned(), state: Mutex::new(state), synced: Mutex::new(0) }, records))
+        let state = Segment { file: Arc::new(file), number, bytes: 0, seq: 0, closed };
+        let wal = Wal { dir: dir.to_owned(), segment_bytes, state: Mutex::new(state), synced: Mutex::new(0) };
+        Ok((wal, records))
     }
 
-    /// Appends one record; returns its sequence number for `sync`.
-    pub fn append(&self, payload: &[u8]) -> Result<u64> {
+    /// Appends one record; returns its sequence number (for `sync`) and its segment.
+    pub fn append(&self, payload: &[u8]) -> Result<(u64, u64)> {
         let mut frame = Vec::with_capacity(payload.len() + 8);
         frame.extend((payload.len() as u32).to_le_bytes());
         frame.extend(crc32fast::hash(payload).to_le_bytes());
         frame.extend(payload);
         let mut state = self.state.lock().map_err(|_| Error::Poisoned)?;
+        if state.bytes >= self.segment_bytes {
+            // Close the full segment: its records must be on disk before writers move on
+            // (their `sync` will fsync the new file).
+            state.file.sync_data().map_err(io("syncing", &segment_path(&self.dir, state.number)))?;
+            let (number, bytes) = (state.number, state.bytes);
+            state.closed.insert(number, bytes);
+            state.file = Arc::new(create_segment(&self.dir, number + 1)?);
+            state.number = number + 1;
+            state.bytes = 0;
+        }
         let path = segment_path(&self.dir, state.number);
         (&*state.file).write_all(&frame).map_err(io("appending to", &path))?;
         state.bytes += frame.len() as u64;
         state.seq += 1;
-        Ok(state.seq)
+        Ok((state.seq, state.number))
+    }
+
+    /// The open segment's number.
+    pub fn current_segment(&self) -> u64 {
+        self.state.lock().map(|s| s.number).unwrap_or(0)
+    }
+
+    /// Bytes per segment still on disk, oldest first, the open one last.
+    pub fn segment_sizes(&self) -> Vec<(u64, u64)> {
+        let Ok(state) = self.state.lock() else { return Vec::new() };
+        let mut sizes: Vec<(u64, u64)> = state.closed.iter().map(|(n, b)| (*n, *b)).collect();
+        sizes.push((state.number, state.bytes));
+        sizes
     }
 
     /// Returns once record `seq` is on disk, sharing the fsync with concurrent writers.
@@ -94,29 +129,31 @@ impl Wal {
         Ok(())
     }
 
-    pub fn current_bytes(&self) -> u64 {
-        self.state.lock().map(|s| s.bytes).unwrap_or(0)
+    pub fn total_bytes(&self) -> u64 {
+        self.segment_sizes().iter().map(|(_, b)| b).sum()
     }
 
-    /// Starts a new segment (after syncing the old one) and returns its number: every
-    /// segment below it may be removed once its contents are safe elsewhere.
-    pub fn rotate(&self) -> Result<u64> {
-        let mut synced = self.synced.lock().map_err(|_| Error::Poisoned)?;
-        let mut state = self.state.lock().map_err(|_| Error::Poisoned)?;
-        state.file.sync_data().map_err(io("syncing", &segment_path(&self.dir, state.number)))?;
-        *synced = state.seq;
-        let number = state.number + 1;
-        state.file = Arc::new(create_segment(&self.dir, number)?);
-        state.number = number;
-        state.bytes = 0;
-        Ok(number)
-    }
-
-    /// Deletes the segments numbered below `boundary`.
+    /// Deletes the closed segments numbered below `boundary` (never the open one).
     pub fn remove_before(&self, boundary: u64) -> Result<()> {
-        for number in segments(&self.dir)?.into_iter().filter(|n| *n < boundary) {
-            let path = segment_path(&self.dir, number);
-            std::fs::remove_file(&path).map_err(io("removing", &path))?;
+        let doomed: Vec<u64> = {
+            let Ok(state) = self.state.lock() else { return Err(Error::Poisoned) };
+            state.closed.range(..boundary.min(state.number)).map(|(n, _)| *n).collect()
+        };
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        for number in &doomed {
+            let path = segment_path(&self.dir, *number);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::Io(format!("removing {}: {e}", path.display()))),
+            }
+        }
+        if let Ok(mut state) = self.state.lock() {
+            for number in &doomed {
+                state.closed.remove(number);
+            }
         }
         sync_dir(&self.dir)
     }

@@ -15,7 +15,12 @@ fn main() {
         eprintln!("usage: tsdb-crash-writer DIR START_BATCH");
         std::process::exit(2);
     };
-    let options = TsdbOptions { chunk_samples: 700, wal_checkpoint_bytes: 48 << 10, ..TsdbOptions::default() };
+    let options = TsdbOptions {
+        chunk_samples: 700,
+        wal_checkpoint_bytes: 48 << 10,
+        wal_segment_bytes: 8 << 10,
+        ..TsdbOptions::default()
+    };
     let db = match Tsdb::open(std::path::Path::new(&dir), options) {
         Ok(db) => db,
         Err(error) => {

@@ -42,7 +42,12 @@ fn acknowledged_samples_survive_sigkill() {
         }
         child.wait().expect("reap");
         assert!(acked_this_round > 0, "round {round}: the writer acknowledged nothing");
-        let options = TsdbOptions { chunk_samples: 700, wal_checkpoint_bytes: 48 << 10, ..TsdbOptions::default() };
+        let options = TsdbOptions {
+            chunk_samples: 700,
+            wal_checkpoint_bytes: 48 << 10,
+            wal_segment_bytes: 8 << 10,
+            ..TsdbOptions::default()
+        };
         let db = Tsdb::open(dir.path(), options).expect("reopen after SIGKILL");
         for i in 0..SERIES {
             let key = SeriesKey::new("crash/site/line/asset", format!("s{i}"));

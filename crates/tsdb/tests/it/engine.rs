@@ -11,7 +11,12 @@ fn ramp(from: i64, n: i64, step: i64) -> Vec<Sample> {
 }
 
 fn small() -> TsdbOptions {
-    TsdbOptions { chunk_samples: 100, wal_checkpoint_bytes: 64 << 10, ..TsdbOptions::default() }
+    TsdbOptions {
+        chunk_samples: 100,
+        wal_checkpoint_bytes: 64 << 10,
+        wal_segment_bytes: 8 << 10,
+        ..TsdbOptions::default()
+    }
 }
 
 fn write(db: &Tsdb, batch: Option<&str>, series: Vec<(SeriesKey, Vec<Sample>)>) -> tsdb::WriteOutcome {
@@ -185,27 +190,53 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+fn wal_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir.join("wal")).expect("wal").filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()
+}
+
 #[test]
-fn checkpoints_bound_the_wal_without_cutting_heads() {
+fn the_wal_stays_bounded_and_fast_series_are_never_cut() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = TsdbOptions { chunk_samples: 10_000, wal_checkpoint_bytes: 16 << 10, ..TsdbOptions::default() };
-    let expected = ramp(0, 3000, 1000);
+    let options = TsdbOptions {
+        chunk_samples: 500,
+        wal_checkpoint_bytes: 32 << 10,
+        wal_segment_bytes: 4 << 10,
+        ..TsdbOptions::default()
+    };
+    let expected = ramp(0, 6000, 1000);
     {
         let db = Tsdb::open(dir.path(), options.clone()).expect("open");
         for part in expected.chunks(100) {
             write(&db, None, vec![(key("temp"), part.to_vec())]);
         }
-        assert_eq!(db.stats().chunks, 0, "checkpoints must not seal partial heads");
-        let wal_bytes: u64 = std::fs::read_dir(dir.path().join("wal"))
-            .expect("wal")
-            .filter_map(|e| e.ok()?.metadata().ok())
-            .map(|m| m.len())
-            .sum();
-        assert!(wal_bytes < 64 << 10, "the WAL was not truncated: {wal_bytes} bytes");
+        assert_eq!(db.stats().chunks, 12, "a series that fills its chunks is sealed only when full");
+        assert!(wal_bytes(dir.path()) < (32 + 8) << 10, "the WAL was not truncated: {} bytes", wal_bytes(dir.path()));
     }
-    let db = Tsdb::open(dir.path(), options).expect("reopen from snapshot + WAL");
+    let db = Tsdb::open(dir.path(), options).expect("reopen");
+    assert_eq!(db.range(&key("temp"), 0, i64::MAX).expect("range"), expected);
+}
+
+#[test]
+fn slow_series_are_sealed_early_to_bound_the_wal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = TsdbOptions {
+        chunk_samples: 100_000,
+        wal_checkpoint_bytes: 32 << 10,
+        wal_segment_bytes: 4 << 10,
+        ..TsdbOptions::default()
+    };
+    let expected = ramp(0, 6000, 1000);
+    {
+        let db = Tsdb::open(dir.path(), options.clone()).expect("open");
+        for part in expected.chunks(100) {
+            write(&db, None, vec![(key("temp"), part.to_vec())]);
+        }
+        assert!(db.stats().chunks >= 1, "the slow series pinned the WAL and must have been sealed early");
+        assert!(wal_bytes(dir.path()) < (32 + 8) << 10, "the WAL was not truncated: {} bytes", wal_bytes(dir.path()));
+    }
+    let db = Tsdb::open(dir.path(), options).expect("reopen from chunks + WAL");
     assert_eq!(db.range(&key("temp"), 0, i64::MAX).expect("range"), expected);
     db.seal_all().expect("seal");
-    assert_eq!(db.stats().chunks, 1, "one whole chunk");
+    assert_eq!(db.stats().head_samples, 0);
     assert_eq!(db.range(&key("temp"), 0, i64::MAX).expect("range"), expected);
 }
