@@ -280,6 +280,11 @@ impl Tsdb {
     pub fn seal_all(&self) -> Result<()> {
         {
             let _sealing = self.inner.checkpointing.read().map_err(|_| Error::Poisoned)?;
+            {
+                // Close the open WAL segment, so that the checkpoint below can drop it too.
+                let _gate = self.inner.gate.write().map_err(|_| Error::Poisoned)?;
+                self.inner.wal.rotate()?;
+            }
             let all = self.inner.head.take_older_than(u64::MAX);
             if let Err(error) = self.inner.chunks.append(&all) {
                 for (id, samples) in all {

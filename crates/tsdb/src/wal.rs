@@ -85,20 +85,34 @@ impl Wal {
         frame.extend(payload);
         let mut state = self.state.lock().map_err(|_| Error::Poisoned)?;
         if state.bytes >= self.segment_bytes {
-            // Close the full segment: its records must be on disk before writers move on
-            // (their `sync` will fsync the new file).
-            state.file.sync_data().map_err(io("syncing", &segment_path(&self.dir, state.number)))?;
-            let (number, bytes) = (state.number, state.bytes);
-            state.closed.insert(number, bytes);
-            state.file = Arc::new(create_segment(&self.dir, number + 1)?);
-            state.number = number + 1;
-            state.bytes = 0;
+            self.close_segment(&mut state)?;
         }
         let path = segment_path(&self.dir, state.number);
         (&*state.file).write_all(&frame).map_err(io("appending to", &path))?;
         state.bytes += frame.len() as u64;
         state.seq += 1;
         Ok((state.seq, state.number))
+    }
+
+    /// Closes the open segment (even if not full) so that it can be deleted once sealed.
+    pub fn rotate(&self) -> Result<()> {
+        let mut state = self.state.lock().map_err(|_| Error::Poisoned)?;
+        if state.bytes > 0 {
+            self.close_segment(&mut state)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the open segment: its records are on disk before writers move on (their
+    /// `sync` will fsync the new file).
+    fn close_segment(&self, state: &mut Segment) -> Result<()> {
+        state.file.sync_data().map_err(io("syncing", &segment_path(&self.dir, state.number)))?;
+        let (number, bytes) = (state.number, state.bytes);
+        state.closed.insert(number, bytes);
+        state.file = Arc::new(create_segment(&self.dir, number + 1)?);
+        state.number = number + 1;
+        state.bytes = 0;
+        Ok(())
     }
 
     /// The open segment's number.

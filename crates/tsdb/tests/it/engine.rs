@@ -238,5 +238,6 @@ fn slow_series_are_sealed_early_to_bound_the_wal() {
     assert_eq!(db.range(&key("temp"), 0, i64::MAX).expect("range"), expected);
     db.seal_all().expect("seal");
     assert_eq!(db.stats().head_samples, 0);
+    assert_eq!(wal_bytes(dir.path()), 0, "after sealing everything no WAL is needed");
     assert_eq!(db.range(&key("temp"), 0, i64::MAX).expect("range"), expected);
 }
