@@ -188,18 +188,16 @@ fn encode_values(samples: &[Sample], out: &mut Vec<u8>) -> Result<()> {
         out.extend(first.to_le_bytes());
         return Ok(());
     }
-    let float = pco_best(&values)?;
+    // Exact integers compress at least as well as their floats in practice, so only one
+    // representation is compressed (sealing is on the ingest path's CPU budget).
     if let Some((form, k, ints)) = integer_form(&values) {
-        let compressed = pco_best(&ints)?;
-        if compressed.len() < float.len() {
-            out.push(form as u8);
-            out.push(k);
-            put_bytes(out, &compressed);
-            return Ok(());
-        }
+        out.push(form as u8);
+        out.push(k);
+        put_bytes(out, &pco_best(&ints)?);
+        return Ok(());
     }
     out.push(ValueForm::Float as u8);
-    put_bytes(out, &float);
+    put_bytes(out, &pco_best(&values)?);
     Ok(())
 }
 

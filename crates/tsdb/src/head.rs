@@ -10,6 +10,9 @@ const SHARDS: usize = 16;
 #[derive(Default)]
 pub(crate) struct Head {
     shards: [Mutex<HashMap<SeriesId, SeriesHead>>; SHARDS],
+    /// Capacity reserved for a new head: a head usually grows to a full chunk, and
+    /// growing by doubling would copy every sample about twice.
+    reserve: usize,
 }
 
 /// One series' unsealed samples and the oldest WAL segment holding any of them.
@@ -30,6 +33,11 @@ pub struct Inserted {
 }
 
 impl Head {
+    /// A head whose series will hold about `chunk_samples` before sealing.
+    pub fn with_chunk_samples(chunk_samples: usize) -> Self {
+        Self { reserve: chunk_samples, ..Self::default() }
+    }
+
     fn shard(&self, id: SeriesId) -> &Mutex<HashMap<SeriesId, SeriesHead>> {
         &self.shards[id as usize % SHARDS]
     }
@@ -42,6 +50,11 @@ impl Head {
         let entry = shard.entry(id).or_default();
         if entry.samples.is_empty() || segment < entry.since_segment {
             entry.since_segment = segment;
+        }
+        // Busy series get their whole chunk's room once; slow ones stay small.
+        let needed = entry.samples.len() + samples.len();
+        if needed > 256 && entry.samples.capacity() < self.reserve {
+            entry.samples.reserve_exact(self.reserve.max(needed) - entry.samples.len());
         }
         let head = &mut entry.samples;
         for sample in samples {

@@ -139,7 +139,7 @@ impl Tsdb {
         let series = series::Registry::open(dir)?;
         let chunks = chunks::ChunkStore::open(&dir.join("chunks"))?;
         let (wal, records) = wal::Wal::open(&dir.join("wal"), options.wal_segment_bytes)?;
-        let head = head::Head::default();
+        let head = head::Head::with_chunk_samples(options.chunk_samples);
         let mut batches = load_batches(dir);
         let replayed = records.len();
         for (segment, record) in records {
