@@ -299,12 +299,35 @@ async fn readable<'a>(
     Ok((service, (from, to)))
 }
 
+/// Samples as columns, serialised straight from the engine's samples (building a
+/// `serde_json::Value` per number would dominate the latency of large windows).
+struct Columns<'a>(&'a [Sample]);
+
+impl serde::Serialize for Columns<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Column<'a, F>(&'a [Sample], F);
+        impl<T: serde::Serialize, F: Fn(&Sample) -> T> serde::Serialize for Column<'_, F> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.iter().map(&self.1))
+            }
+        }
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("timestamps", &Column(self.0, |s: &Sample| s.ts))?;
+        map.serialize_entry("values", &Column(self.0, |s: &Sample| s.value))?;
+        map.serialize_entry("qualities", &Column(self.0, |s: &Sample| s.quality.0))?;
+        map.end()
+    }
+}
+
 fn samples_json(samples: &[Sample]) -> Value {
-    json!({
-        "timestamps": samples.iter().map(|s| s.ts).collect::<Vec<_>>(),
-        "values": samples.iter().map(|s| s.value).collect::<Vec<_>>(),
-        "qualities": samples.iter().map(|s| s.quality.0).collect::<Vec<_>>(),
-    })
+    serde_json::to_value(Columns(samples)).unwrap_or(Value::Null)
+}
+
+/// Serialises `body` directly into a JSON response.
+fn json_response(body: &impl serde::Serialize) -> ApiResult<Response> {
+    let bytes = serde_json::to_vec(body).map_err(ApiError::internal)?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> tsdb::Result<T> + Send + 'static) -> ApiResult<T> {
@@ -374,15 +397,21 @@ pub async fn asset_window(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     params: Result<Query<ReadParams>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let (service, (from, to)) = readable(&state, &principal, &params).await?;
     let Ok(Query(params)) = params else { return Err(ApiError::bad_request("bad query string")) };
     let tsdb = service.tsdb.clone();
     let asset = params.asset.clone();
     let window = blocking(move || tsdb.asset_range(&asset, from, to)).await?;
-    let signals: serde_json::Map<String, Value> =
-        window.into_iter().map(|(key, samples)| (key.signal, samples_json(&samples))).collect();
-    Ok(Json(json!({"asset": params.asset, "from": from, "to": to, "signals": signals})))
+    #[derive(serde::Serialize)]
+    struct Window<'a> {
+        asset: &'a str,
+        from: Millis,
+        to: Millis,
+        signals: std::collections::BTreeMap<&'a str, Columns<'a>>,
+    }
+    let signals = window.iter().map(|(key, samples)| (key.signal.as_str(), Columns(samples))).collect();
+    json_response(&Window { asset: &params.asset, from, to, signals })
 }
 
 /// `GET /api/v1/telemetry/counter?asset&signal&from&to`: how much a counter advanced,

@@ -17,6 +17,8 @@ pub struct Hub {
     pub catalog: Arc<Catalog>,
     pub address: String,
     pub token: String,
+    /// Calls of `ingest_in_process`, to keep batch ids unique.
+    rounds: std::sync::atomic::AtomicUsize,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -66,7 +68,7 @@ impl Hub {
             tokio::spawn(async move { axum::serve(listener, app).await });
             anyhow::Ok((address, issued.secret))
         })?;
-        Ok(Hub { dir: dir.to_owned(), tsdb, catalog, address, token, _runtime: runtime })
+        Ok(Hub { dir: dir.to_owned(), tsdb, catalog, address, token, rounds: Default::default(), _runtime: runtime })
     }
 
     /// In-process ingest: validation against the catalogue plus a durable engine write,
@@ -76,6 +78,7 @@ impl Hub {
         batches: &[Vec<(SeriesKey, Vec<Sample>)>],
         threads: usize,
     ) -> anyhow::Result<Duration> {
+        let round = self.rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let start = Instant::now();
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
@@ -84,7 +87,9 @@ impl Hub {
                         for (i, batch) in batches.iter().enumerate().filter(|(i, _)| i % threads == t) {
                             let (accepted, rejected) = self.catalog.validate(batch.clone(), i64::MAX / 2, 0);
                             anyhow::ensure!(rejected.is_empty(), "{} samples rejected", rejected.len());
-                            self.tsdb.write(WriteRequest { batch_id: Some(format!("b{i}")), series: accepted })?;
+                            // Batch ids must be unique across calls, or later calls would be replays.
+                            let batch_id = Some(format!("r{round}-b{i}"));
+                            self.tsdb.write(WriteRequest { batch_id, series: accepted })?;
                         }
                         Ok(())
                     })

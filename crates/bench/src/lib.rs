@@ -7,6 +7,7 @@ pub mod datasets;
 mod http;
 mod hub;
 mod peers;
+pub mod query;
 
 use datasets::Dataset;
 use std::path::{Path, PathBuf};

@@ -31,12 +31,39 @@ pub enum BenchCommand {
         #[arg(long, default_value = "../shared/data")]
         data_dir: PathBuf,
     },
+    /// Latency of "the last hour of an asset" with history behind it, against VictoriaMetrics.
+    Query {
+        /// Assets (each with `signals` series at 1 Hz).
+        #[arg(long, default_value_t = 100)]
+        assets: usize,
+        #[arg(long, default_value_t = 20)]
+        signals: usize,
+        /// Hours of history per series.
+        #[arg(long, default_value_t = 24)]
+        hours: i64,
+        /// Queries to time.
+        #[arg(long, default_value_t = 500)]
+        queries: usize,
+        /// Skip VictoriaMetrics.
+        #[arg(long)]
+        no_peer: bool,
+        #[arg(long, default_value = "./treaty-bench")]
+        work_dir: PathBuf,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Telemetry { series, seconds, batch, clients, peers, work_dir, data_dir } = command;
-    let bench = bench::TelemetryBench { series, seconds, batch_samples: batch, clients, work_dir, data_dir, peers };
-    let report = tokio::task::spawn_blocking(move || bench::run(&bench)).await??;
+    let report = match command {
+        BenchCommand::Telemetry { series, seconds, batch, clients, peers, work_dir, data_dir } => {
+            let bench =
+                bench::TelemetryBench { series, seconds, batch_samples: batch, clients, work_dir, data_dir, peers };
+            tokio::task::spawn_blocking(move || bench::run(&bench)).await??
+        }
+        BenchCommand::Query { assets, signals, hours, queries, no_peer, work_dir } => {
+            let bench = bench::query::QueryBench { assets, signals, hours, queries, work_dir, with_vm: !no_peer };
+            tokio::task::spawn_blocking(move || bench::query::run(&bench)).await??
+        }
+    };
     println!("{report}");
     Ok(ExitCode::SUCCESS)
 }

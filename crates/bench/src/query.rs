@@ -1,0 +1,121 @@
+//! "The last hour of an asset" (every signal, 1 Hz) with history behind it: Treaty's
+//! `GET /api/v1/telemetry/asset` against VictoriaMetrics' `/api/v1/export`, both over
+//! HTTP on loopback, same data, same run. Reports p50/p99 over random assets.
+
+use crate::datasets::{asset_path, signal_name};
+use crate::http::Client;
+use crate::hub::Hub;
+use crate::peers;
+use std::time::{Duration, Instant};
+use tsdb::{Sample, SeriesKey};
+
+/// Query benchmark parameters.
+#[derive(Debug, Clone)]
+pub struct QueryBench {
+    pub assets: usize,
+    pub signals: usize,
+    pub hours: i64,
+    pub queries: usize,
+    pub work_dir: std::path::PathBuf,
+    pub with_vm: bool,
+}
+
+const START: i64 = 1_767_225_600_000;
+
+/// One batch: every signal of one asset for one hour at 1 Hz.
+fn hour_batch(asset: usize, signals: usize, hour: i64) -> Vec<(SeriesKey, Vec<Sample>)> {
+    (0..signals)
+        .map(|k| {
+            let samples = (0..3600)
+                .map(|s| {
+                    let t = hour * 3600 + s;
+                    let value = ((t as f64 / 600.0 + k as f64).sin() * 10.0 + 50.0 + (asset % 7) as f64 * 0.1) * 10.0;
+                    Sample::good(START + t * 1000, value.round() / 10.0)
+                })
+                .collect();
+            (SeriesKey::new(asset_path(asset), signal_name(k)), samples)
+        })
+        .collect()
+}
+
+fn percentiles(mut latencies: Vec<Duration>) -> (f64, f64) {
+    latencies.sort();
+    let at =
+        |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)].as_secs_f64() * 1000.0;
+    (at(0.50), at(0.99))
+}
+
+pub fn run(bench: &QueryBench) -> anyhow::Result<String> {
+    let hub = Hub::start(&bench.work_dir.join("treaty-query"), bench.assets)?;
+    let vm = if bench.with_vm { Some(peers::victoria_metrics(&bench.work_dir.join("vm-query"))?) } else { None };
+    let mut loaded = 0usize;
+    for hour in 0..bench.hours {
+        let batches: Vec<_> = (0..bench.assets).map(|a| hour_batch(a, bench.signals, hour)).collect();
+        hub.ingest_in_process(&batches, 2)?;
+        if let Some(vm) = &vm {
+            let bodies: Vec<Vec<u8>> = batches.iter().map(|b| peers::vm_json_body(b)).collect();
+            peers::vm_ingest(vm, "/api/v1/import", &bodies, 2)?;
+        }
+        loaded += batches.iter().flatten().map(|(_, s)| s.len()).sum::<usize>();
+    }
+    if let Some(vm) = &vm {
+        peers::victoria_metrics_settle(vm)?;
+    }
+    let end = START + bench.hours * 3_600_000;
+    let from = end - 3_600_000;
+    let mut seed = 0x1234_5678_u64;
+    let mut picks = Vec::with_capacity(bench.queries);
+    for _ in 0..bench.queries {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        picks.push((seed >> 33) as usize % bench.assets);
+    }
+    let auth = format!("Bearer {}", hub.token);
+    let mut client = Client::connect(&hub.address)?;
+    let mut treaty = Vec::with_capacity(picks.len());
+    for asset in &picks {
+        let path = format!("/api/v1/telemetry/asset?asset={}&from={from}&to={end}", asset_path(*asset));
+        let start = Instant::now();
+        let (status, body) = client.request("GET", &path, &[("Authorization", &auth)], b"")?;
+        treaty.push(start.elapsed());
+        anyhow::ensure!(
+            status == 200 && body.len() > bench.signals * 3600,
+            "treaty answered {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        );
+    }
+    let mut rows = vec![("Treaty", "GET /api/v1/telemetry/asset", percentiles(treaty))];
+    if let Some(vm) = &vm {
+        let mut client = Client::connect(&vm.address)?;
+        let mut latencies = Vec::with_capacity(picks.len());
+        for asset in &picks {
+            let path = format!(
+                "/api/v1/export?match[]=%7Basset%3D%22{}%22%7D&start={}&end={}",
+                asset_path(*asset).replace('/', "%2F"),
+                from / 1000,
+                (end - 1) / 1000
+            );
+            let start = Instant::now();
+            let (status, body) = client.request("GET", &path, &[], b"")?;
+            latencies.push(start.elapsed());
+            anyhow::ensure!(
+                status == 200 && body.len() > bench.signals * 3600,
+                "victoria-metrics answered {status} with {} bytes",
+                body.len()
+            );
+        }
+        rows.push(("VictoriaMetrics 1.79", "GET /api/v1/export", percentiles(latencies)));
+    }
+    let mut report = format!(
+        "## Last hour of an asset ({} signals at 1 Hz), {} h of history for {} assets ({:.1} M samples), {} queries over HTTP\n\n\
+         | system | request | p50 ms | p99 ms |\n|---|---|---|---|\n",
+        bench.signals,
+        bench.hours,
+        bench.assets,
+        loaded as f64 / 1e6,
+        bench.queries
+    );
+    for (system, request, (p50, p99)) in rows {
+        report.push_str(&format!("| {system} | {request} | {p50:.2} | {p99:.2} |\n"));
+    }
+    Ok(report)
+}
