@@ -20,6 +20,8 @@ pub(crate) struct Head {
 struct SeriesHead {
     samples: Vec<Sample>,
     since_segment: u64,
+    /// A copy is being sealed; a second seal of the same series waits its turn.
+    sealing: bool,
 }
 
 /// What inserting one series' samples did.
@@ -96,9 +98,36 @@ impl Head {
         self.shard(id).lock().ok()?.get(&id)?.samples.last().copied()
     }
 
-    /// Removes and returns one series' head.
-    pub fn take(&self, id: SeriesId) -> Vec<Sample> {
-        self.shard(id).lock().ok().and_then(|mut s| s.remove(&id)).map(|h| h.samples).unwrap_or_default()
+    /// A copy of one series' head for sealing, unless it is already being sealed. The
+    /// samples stay visible to queries until `remove_sealed`.
+    pub fn copy_for_seal(&self, id: SeriesId) -> Option<Vec<Sample>> {
+        let mut shard = self.shard(id).lock().ok()?;
+        let head = shard.get_mut(&id).filter(|h| !h.sealing && !h.samples.is_empty())?;
+        head.sealing = true;
+        Some(head.samples.clone())
+    }
+
+    /// Drops the samples that are now in a chunk (samples written meanwhile stay).
+    pub fn remove_sealed(&self, id: SeriesId, sealed: &[Sample]) {
+        let Ok(mut shard) = self.shard(id).lock() else { return };
+        let Some(head) = shard.get_mut(&id) else { return };
+        head.sealing = false;
+        head.samples.retain(|s| match sealed.binary_search_by_key(&s.ts, |x| x.ts) {
+            Ok(at) => !sealed[at].same_as(s),
+            Err(_) => true,
+        });
+        if head.samples.is_empty() {
+            shard.remove(&id);
+        }
+    }
+
+    /// Gives up sealing a copy (the chunk could not be written).
+    pub fn cancel_seal(&self, id: SeriesId) {
+        if let Ok(mut shard) = self.shard(id).lock()
+            && let Some(head) = shard.get_mut(&id)
+        {
+            head.sealing = false;
+        }
     }
 
     /// Removes and returns the heads whose samples reach back before WAL `segment`
@@ -158,5 +187,19 @@ mod tests {
         assert_eq!(values, [0.5, 1.0, 2.0, 9.0]);
         assert_eq!(head.range(1, 10, 30).len(), 2);
         assert_eq!(head.last(1).map(|s| s.ts), Some(30));
+    }
+
+    #[test]
+    fn sealing_copies_and_keeps_writes_made_meanwhile() {
+        let head = Head::default();
+        head.insert(1, &[Sample::good(10, 1.0), Sample::good(20, 2.0)], 1);
+        let copy = head.copy_for_seal(1).expect("copy");
+        assert!(head.copy_for_seal(1).is_none(), "one seal at a time");
+        head.insert(1, &[Sample::good(40, 4.0), Sample::good(1, 0.1)], 3);
+        assert_eq!(head.range(1, 0, 100).len(), 4, "still visible while sealing");
+        head.remove_sealed(1, &copy);
+        let left: Vec<i64> = head.range(1, 0, 100).iter().map(|s| s.ts).collect();
+        assert_eq!(left, [1, 40]);
+        assert!(head.copy_for_seal(1).is_some(), "sealing can start again");
     }
 }

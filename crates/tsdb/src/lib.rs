@@ -225,13 +225,17 @@ impl Tsdb {
             return Ok(());
         }
         let _sealing = self.inner.checkpointing.read().map_err(|_| Error::Poisoned)?;
-        let taken: Vec<(SeriesId, Vec<Sample>)> = ids.iter().map(|id| (*id, self.inner.head.take(*id))).collect();
-        if let Err(error) = self.inner.chunks.append(&taken) {
-            for (id, samples) in taken {
-                // Segment 0: until it is sealed, keep every WAL segment that might hold it.
-                self.inner.head.restore(id, samples, 0);
+        // Copies: the samples stay queryable in the head until their chunk is indexed.
+        let copies: Vec<(SeriesId, Vec<Sample>)> =
+            ids.iter().filter_map(|id| Some((*id, self.inner.head.copy_for_seal(*id)?))).collect();
+        if let Err(error) = self.inner.chunks.append(&copies) {
+            for (id, _) in &copies {
+                self.inner.head.cancel_seal(*id);
             }
             return Err(error);
+        }
+        for (id, sealed) in &copies {
+            self.inner.head.remove_sealed(*id, sealed);
         }
         Ok(())
     }
