@@ -115,9 +115,10 @@ struct SeriesColumns {
 }
 
 /// Samples grouped by series, as the engine takes them.
-type SeriesSamples = Vec<(SeriesKey, Vec<Sample>)>;
+pub type SeriesSamples = Vec<(SeriesKey, Vec<Sample>)>;
 
-fn decode_batch(body: &[u8]) -> ApiResult<(Option<String>, SeriesSamples)> {
+/// Decodes a JSON telemetry batch (public for the fuzz target).
+pub fn decode_batch(body: &[u8]) -> ApiResult<(Option<String>, SeriesSamples)> {
     let batch: Batch = serde_json::from_slice(body).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             ApiError::bad_request(format!("the body is not valid JSON: {e}"))

@@ -90,7 +90,7 @@ fn decode_quality(reader: &mut Reader<'_>, n: usize) -> Result<Vec<Quality>> {
     while out.len() < n {
         let q = u32::try_from(reader.varint()?).map_err(|_| corrupt("quality out of range"))?;
         let run = reader.varint()? as usize;
-        if run == 0 || out.len() + run > n {
+        if run == 0 || run > n - out.len() {
             return Err(corrupt("quality run length"));
         }
         out.extend(std::iter::repeat_n(Quality(q), run));
@@ -214,11 +214,15 @@ pub fn encode_chunk(samples: &[Sample]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn take_pco<T: pco::data_types::Number>(reader: &mut Reader<'_>, n: usize) -> Result<Vec<T>> {
+fn take_pco<T: pco::data_types::Number + Default>(reader: &mut Reader<'_>, n: usize) -> Result<Vec<T>> {
     let len = reader.varint()? as usize;
-    let numbers: Vec<T> =
-        pco::standalone::simple_decompress(reader.take(len)?).map_err(|e| Error::Corrupt(e.to_string()))?;
-    if numbers.len() != n {
+    let bytes = reader.take(len)?;
+    // Decompress into a buffer of the size we expect: the compressed header's own count
+    // comes from disk and must not size an allocation.
+    let mut numbers = vec![T::default(); n];
+    let progress =
+        pco::standalone::simple_decompress_into(bytes, &mut numbers).map_err(|e| Error::Corrupt(e.to_string()))?;
+    if progress.n_processed != n || !progress.finished {
         return Err(corrupt("chunk column length disagrees with its count"));
     }
     Ok(numbers)
@@ -411,6 +415,16 @@ mod tests {
         assert_eq!(record.series[0].0, 7);
         assert!(record.series[0].1.iter().zip(&odd).all(|(a, b)| a.same_as(b)));
         assert_eq!(record.series[1].1.len(), 5000);
+    }
+
+    #[test]
+    fn regressions_found_by_the_fuzzer() {
+        // A quality run length near u64::MAX once overflowed `len + run`.
+        let mut record = vec![0, 1, 1, 1, 0];
+        record.extend(1.5f64.to_bits().to_le_bytes());
+        record.push(0);
+        put_varint(&mut record, u64::MAX);
+        assert!(decode_wal_record(&record).is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod sample;
 mod series;
 mod wal;
 
-pub use codec::{decode_chunk, encode_chunk};
+pub use codec::{WalRecord, decode_chunk, decode_wal_record, encode_chunk, encode_wal_record};
 pub use head::Inserted;
 pub use ingest::{Catalog, Reason, Rejected, SeriesSpec};
 pub use line_protocol::{LineError, Precision, parse_line_protocol};
