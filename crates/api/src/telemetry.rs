@@ -277,18 +277,31 @@ pub struct ReadParams {
     bucket_ms: Option<Millis>,
 }
 
+/// A read request that passed the permission and scope checks.
+struct Read<'a> {
+    service: &'a Telemetry,
+    params: ReadParams,
+    from: Millis,
+    to: Millis,
+}
+
+impl Read<'_> {
+    /// The series named by `asset` and `signal` (for endpoints that need a signal).
+    fn series(&self) -> ApiResult<SeriesKey> {
+        let signal = self.params.signal.clone().ok_or_else(|| ApiError::bad_request("`signal` is required"))?;
+        Ok(SeriesKey::new(self.params.asset.clone(), signal))
+    }
+}
+
 /// Checks the read permission and that the asset is visible in the caller's scope.
 async fn readable<'a>(
     state: &'a AppState,
     principal: &Principal,
-    params: &Result<Query<ReadParams>, QueryRejection>,
-) -> ApiResult<(&'a Telemetry, (Millis, Millis))> {
+    params: Result<Query<ReadParams>, QueryRejection>,
+) -> ApiResult<Read<'a>> {
     require(principal, Action::ReadTelemetry)?;
     let service = telemetry(state)?;
-    let Ok(Query(params)) = params else {
-        let message = params.as_ref().err().map(|e| e.body_text()).unwrap_or_default();
-        return Err(ApiError::bad_request(format!("bad query string: {message}")));
-    };
+    let Query(params) = params.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
     if state.store.get(&principal.scope(), Kind::Asset, &params.asset).await?.is_none() {
         return Err(ApiError::not_found(format!("asset `{}` does not exist", params.asset)));
     }
@@ -297,7 +310,7 @@ async fn readable<'a>(
     if from >= to {
         return Err(ApiError::bad_request("`from` must be before `to`"));
     }
-    Ok((service, (from, to)))
+    Ok(Read { service, params, from, to })
 }
 
 /// Samples as columns, serialised straight from the engine's samples (building a
@@ -341,15 +354,13 @@ pub async fn range(
     Extension(principal): Extension<Principal>,
     params: Result<Query<ReadParams>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let (service, (from, to)) = readable(&state, &principal, &params).await?;
-    let Ok(Query(params)) = params else { return Err(ApiError::bad_request("bad query string")) };
-    let signal = params.signal.ok_or_else(|| ApiError::bad_request("`signal` is required"))?;
-    let key = SeriesKey::new(params.asset, signal);
-    let tsdb = service.tsdb.clone();
+    let read = readable(&state, &principal, params).await?;
+    let (key, from, to) = (read.series()?, read.from, read.to);
+    let tsdb = read.service.tsdb.clone();
     let lookup = key.clone();
     let samples = blocking(move || tsdb.range(&lookup, from, to)).await?;
     let mut body = json!({"series": key.to_string(), "from": from, "to": to});
-    match params.bucket_ms {
+    match read.params.bucket_ms {
         Some(width) if width > 0 => {
             let buckets = tsdb::aggregate(&samples, width);
             body["buckets"] = json!(
@@ -372,10 +383,9 @@ pub async fn latest(
     Extension(principal): Extension<Principal>,
     params: Result<Query<ReadParams>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let (service, _) = readable(&state, &principal, &params).await?;
-    let Ok(Query(params)) = params else { return Err(ApiError::bad_request("bad query string")) };
-    let tsdb = service.tsdb.clone();
-    let asset = params.asset.clone();
+    let read = readable(&state, &principal, params).await?;
+    let tsdb = read.service.tsdb.clone();
+    let asset = read.params.asset.clone();
     let latest = blocking(move || {
         tsdb.series_of_asset(&asset)
             .into_iter()
@@ -389,7 +399,7 @@ pub async fn latest(
             Some((key.signal, json!({"timestamp": s?.ts, "value": s?.value, "quality": s?.quality.0})))
         })
         .collect();
-    Ok(Json(json!({"asset": params.asset, "signals": signals})))
+    Ok(Json(json!({"asset": read.params.asset, "signals": signals})))
 }
 
 /// `GET /api/v1/telemetry/asset?asset[&from&to]`: every signal of an asset over a window
@@ -399,10 +409,10 @@ pub async fn asset_window(
     Extension(principal): Extension<Principal>,
     params: Result<Query<ReadParams>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let (service, (from, to)) = readable(&state, &principal, &params).await?;
-    let Ok(Query(params)) = params else { return Err(ApiError::bad_request("bad query string")) };
-    let tsdb = service.tsdb.clone();
-    let asset = params.asset.clone();
+    let read = readable(&state, &principal, params).await?;
+    let (from, to) = (read.from, read.to);
+    let tsdb = read.service.tsdb.clone();
+    let asset = read.params.asset.clone();
     let window = blocking(move || tsdb.asset_range(&asset, from, to)).await?;
     #[derive(serde::Serialize)]
     struct Window<'a> {
@@ -412,7 +422,7 @@ pub async fn asset_window(
         signals: std::collections::BTreeMap<&'a str, Columns<'a>>,
     }
     let signals = window.iter().map(|(key, samples)| (key.signal.as_str(), Columns(samples))).collect();
-    json_response(&Window { asset: &params.asset, from, to, signals })
+    json_response(&Window { asset: &read.params.asset, from, to, signals })
 }
 
 /// `GET /api/v1/telemetry/counter?asset&signal&from&to`: how much a counter advanced,
@@ -422,10 +432,8 @@ pub async fn counter(
     Extension(principal): Extension<Principal>,
     params: Result<Query<ReadParams>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let (service, (from, to)) = readable(&state, &principal, &params).await?;
-    let Ok(Query(params)) = params else { return Err(ApiError::bad_request("bad query string")) };
-    let signal = params.signal.ok_or_else(|| ApiError::bad_request("`signal` is required"))?;
-    let key = SeriesKey::new(params.asset, signal);
+    let read = readable(&state, &principal, params).await?;
+    let (key, from, to, service) = (read.series()?, read.from, read.to, read.service);
     let rollover = match service.refresh(&state.store, false).await?.spec(&key) {
         Ok(tsdb::SeriesSpec::Counter { rollover }) => rollover,
         _ => {
@@ -450,10 +458,9 @@ pub async fn stream(
     Extension(principal): Extension<Principal>,
     params: Result<Query<ReadParams>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let (service, _) = readable(&state, &principal, &params).await?;
-    let Ok(Query(params)) = params else { return Err(ApiError::bad_request("bad query string")) };
-    let receiver = service.tsdb.subscribe();
-    let asset = params.asset;
+    let read = readable(&state, &principal, params).await?;
+    let receiver = read.service.tsdb.subscribe();
+    let asset = read.params.asset;
     let events = futures_util::stream::unfold((receiver, asset), |(mut receiver, asset)| async move {
         loop {
             match receiver.recv().await {
