@@ -136,7 +136,7 @@ pub async fn audit(
     params: Result<Query<AuditParams>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     require(&principal, Action::ReadAudit)?;
-    let Query(params) = params.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+    let params = crate::records::query_params(params)?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));

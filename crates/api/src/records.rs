@@ -73,6 +73,11 @@ pub fn body_rejection(rejection: BytesRejection) -> ApiError {
     }
 }
 
+/// The decoded query string, or a 400 that says what is wrong with it.
+pub fn query_params<T>(params: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    params.map(|Query(p)| p).map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
+}
+
 pub fn parse_json(body: &Bytes) -> ApiResult<Value> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
 }
@@ -101,7 +106,7 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let kind = kind_of(&collection)?;
     require(&principal, Action::Read(kind))?;
-    let Query(params) = params.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+    let params = crate::records::query_params(params)?;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}")));

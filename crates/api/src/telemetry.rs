@@ -219,7 +219,7 @@ pub async fn write_json(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     require(&principal, Action::WriteTelemetry)?;
-    let Query(params) = params.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+    let params = crate::records::query_params(params)?;
     let body = body.map_err(body_rejection)?;
     let (batch_id, series) = decode_batch(&body)?;
     ingest(&state, &principal, batch_id.or(params.batch_id), series, params.atomic, Vec::new(), &|_| None).await
@@ -233,7 +233,7 @@ pub async fn write_line_protocol(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     require(&principal, Action::WriteTelemetry)?;
-    let Query(params) = params.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+    let params = crate::records::query_params(params)?;
     let precision = match params.precision.as_deref() {
         None => Precision::Nanoseconds,
         Some(p) => Precision::parse(p)
@@ -301,7 +301,7 @@ async fn readable<'a>(
 ) -> ApiResult<Read<'a>> {
     require(principal, Action::ReadTelemetry)?;
     let service = telemetry(state)?;
-    let Query(params) = params.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+    let params = crate::records::query_params(params)?;
     if state.store.get(&principal.scope(), Kind::Asset, &params.asset).await?.is_none() {
         return Err(ApiError::not_found(format!("asset `{}` does not exist", params.asset)));
     }
