@@ -61,6 +61,7 @@ impl Telemetry {
         }
         let snapshot = store.snapshot().await?;
         let catalog = Arc::new(Catalog::from_entities(snapshot.iter().map(|s| &s.entity)));
+        self.tsdb.set_classes(catalog.classes());
         if let Ok(mut slot) = self.catalog.write() {
             *slot = catalog.clone();
         }
@@ -358,13 +359,18 @@ pub async fn range(
     let (key, from, to) = (read.series()?, read.from, read.to);
     let tsdb = read.service.tsdb.clone();
     let lookup = key.clone();
-    let samples = blocking(move || tsdb.range(&lookup, from, to)).await?;
     let mut body = json!({"series": key.to_string(), "from": from, "to": to});
     match read.params.bucket_ms {
         Some(width) if width > 0 => {
-            let buckets = tsdb::aggregate(&samples, width);
+            let aggregated = blocking(move || tsdb.aggregate(&lookup, from, to, width)).await?;
+            body["rollups"] = json!(match aggregated.resolution {
+                Some(tsdb::Resolution::Minute) => "minute",
+                Some(tsdb::Resolution::Hour) => "hour",
+                None => "none",
+            });
             body["buckets"] = json!(
-                buckets
+                aggregated
+                    .buckets
                     .iter()
                     .map(|b| json!({"start": b.start, "count": b.count, "min": b.min, "max": b.max,
                 "mean": b.mean(), "first": b.first, "last": b.last}))
@@ -372,7 +378,7 @@ pub async fn range(
             );
         }
         Some(_) => return Err(ApiError::bad_request("bucket_ms must be positive")),
-        None => body["samples"] = samples_json(&samples),
+        None => body["samples"] = samples_json(&blocking(move || tsdb.range(&lookup, from, to)).await?),
     }
     Ok(Json(body))
 }

@@ -55,6 +55,55 @@ pub struct SignalDef {
     pub physical_max: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// How long the hub keeps this signal's raw samples and rollups.
+    #[serde(default, skip_serializing_if = "RetentionClass::is_standard")]
+    pub retention: RetentionClass,
+}
+
+/// A retention class: the hub keeps raw samples, per-minute and per-hour rollups of each
+/// class for durations set on the hub (`treaty serve --retention`). Signals default to
+/// `standard`, counters to `counter` (kept long: they are billing evidence).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionClass {
+    #[default]
+    Standard,
+    /// Fast or bulky signals (vibration features, currents) kept raw for a short time.
+    HighRate,
+    /// Diagnostics nobody needs after a few days.
+    Diagnostic,
+    /// Monotonic counters: metering and billing evidence.
+    Counter,
+}
+
+impl RetentionClass {
+    pub const ALL: [RetentionClass; 4] =
+        [RetentionClass::Standard, RetentionClass::HighRate, RetentionClass::Diagnostic, RetentionClass::Counter];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RetentionClass::Standard => "standard",
+            RetentionClass::HighRate => "high_rate",
+            RetentionClass::Diagnostic => "diagnostic",
+            RetentionClass::Counter => "counter",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    fn is_standard(&self) -> bool {
+        *self == RetentionClass::Standard
+    }
+
+    fn is_counter(&self) -> bool {
+        *self == RetentionClass::Counter
+    }
+}
+
+fn counter_class() -> RetentionClass {
+    RetentionClass::Counter
 }
 
 /// How a signal's f64 value is to be read.
@@ -79,6 +128,8 @@ pub struct CounterDef {
     /// Value at which the device's counter wraps to zero, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollover: Option<f64>,
+    #[serde(default = "counter_class", skip_serializing_if = "RetentionClass::is_counter")]
+    pub retention: RetentionClass,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -16,7 +16,9 @@ pub mod logistics;
 pub mod money;
 
 pub use access::{Action, Principal, Role, Scope};
-pub use asset_model::{AssetModel, BomLine, ComponentDef, CounterDef, CounterKind, FailureMode, SignalDef, SignalKind};
+pub use asset_model::{
+    AssetModel, BomLine, ComponentDef, CounterDef, CounterKind, FailureMode, RetentionClass, SignalDef, SignalKind,
+};
 pub use contract::{BillingPeriod, Contract, Pricing};
 pub use date::{Date, Timestamp};
 pub use entity::{Entity, Kind, Reference};

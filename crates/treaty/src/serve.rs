@@ -33,7 +33,15 @@ pub struct ServeArgs {
     /// Samples timestamped further than this many seconds ahead of the hub's clock are rejected.
     #[arg(long, default_value_t = 600)]
     pub max_future_secs: i64,
+    /// How long a retention class keeps raw samples, per-minute and per-hour rollups,
+    /// e.g. `--retention high_rate=14d/1y/10y` (units h, d, y; repeatable). Defaults:
+    /// standard 90d/2y/10y, high_rate 14d/1y/10y, diagnostic 7d/90d/1y, counter 3y/3y/10y.
+    #[arg(long, value_name = "CLASS=RAW/MINUTE/HOUR")]
+    pub retention: Vec<String>,
 }
+
+/// How often a serving hub bounds its WAL and applies retention.
+const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = crate::open_store(&args.data_dir)?;
@@ -45,8 +53,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     bootstrap_admin(&store).await?;
     let metrics = install_metrics()?;
+    let mut tsdb_options = tsdb::TsdbOptions::default();
+    for spec in &args.retention {
+        tsdb_options.retention.apply(spec).map_err(|e| anyhow::anyhow!("--retention: {e}"))?;
+    }
     let telemetry_dir = args.data_dir.data_dir.join("telemetry");
-    let tsdb = tokio::task::spawn_blocking(move || tsdb::Tsdb::open(&telemetry_dir, tsdb::TsdbOptions::default()))
+    let tsdb = tokio::task::spawn_blocking(move || tsdb::Tsdb::open(&telemetry_dir, tsdb_options))
         .await
         .context("opening the telemetry engine")?
         .context("opening the telemetry engine")?;
@@ -54,6 +66,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let assets =
         telemetry.reload(&store).await.map_err(|e| anyhow::anyhow!("loading the series catalogue: {}", e.message))?;
     tracing::info!(assets, "telemetry catalogue loaded");
+    let upkeep = tsdb.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + MAINTENANCE_EVERY, MAINTENANCE_EVERY);
+        loop {
+            tick.tick().await;
+            let engine = upkeep.clone();
+            match tokio::task::spawn_blocking(move || engine.maintain()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "telemetry maintenance failed; retrying later"),
+                Err(error) => tracing::error!(%error, "telemetry maintenance panicked"),
+            }
+        }
+    });
     let options = api::AppOptions {
         body_limit: args.body_limit,
         telemetry_body_limit: args.telemetry_body_limit,

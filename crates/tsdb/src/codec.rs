@@ -5,6 +5,7 @@
 //! Pcodec picks delta orders and modes per chunk: regular 1 Hz timestamps cost almost
 //! nothing and quantised sensor values compress to a few bits each.
 
+use crate::query::Bucket;
 use crate::sample::{Quality, Sample, SeriesId};
 use crate::{Error, Result};
 
@@ -164,24 +165,22 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend(bytes);
 }
 
-fn encode_timestamps(samples: &[Sample], out: &mut Vec<u8>) -> Result<()> {
-    let first = samples.first().map_or(0, |s| s.ts);
-    let step = if samples.len() > 1 { samples[1].ts.wrapping_sub(first) } else { 0 };
-    let regular = samples.windows(2).all(|w| w[1].ts.wrapping_sub(w[0].ts) == step);
+fn encode_timestamps(ts: &[i64], out: &mut Vec<u8>) -> Result<()> {
+    let first = ts.first().copied().unwrap_or(0);
+    let step = if ts.len() > 1 { ts[1].wrapping_sub(first) } else { 0 };
+    let regular = ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) == step);
     if regular {
         out.push(0);
         put_varint(out, zigzag(first));
         put_varint(out, zigzag(step));
     } else {
         out.push(1);
-        let ts: Vec<i64> = samples.iter().map(|s| s.ts).collect();
-        put_bytes(out, &pco_best(&ts)?);
+        put_bytes(out, &pco_best(ts)?);
     }
     Ok(())
 }
 
-fn encode_values(samples: &[Sample], out: &mut Vec<u8>) -> Result<()> {
-    let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
+fn encode_values(values: &[f64], out: &mut Vec<u8>) -> Result<()> {
     let first = values.first().map_or(0, |v| v.to_bits());
     if values.iter().all(|v| v.to_bits() == first) {
         out.push(ValueForm::Constant as u8);
@@ -190,14 +189,14 @@ fn encode_values(samples: &[Sample], out: &mut Vec<u8>) -> Result<()> {
     }
     // Exact integers compress at least as well as their floats in practice, so only one
     // representation is compressed (sealing is on the ingest path's CPU budget).
-    if let Some((form, k, ints)) = integer_form(&values) {
+    if let Some((form, k, ints)) = integer_form(values) {
         out.push(form as u8);
         out.push(k);
         put_bytes(out, &pco_best(&ints)?);
         return Ok(());
     }
     out.push(ValueForm::Float as u8);
-    put_bytes(out, &pco_best(&values)?);
+    put_bytes(out, &pco_best(values)?);
     Ok(())
 }
 
@@ -208,8 +207,10 @@ pub fn encode_chunk(samples: &[Sample]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(64 + samples.len());
     out.push(CHUNK_VERSION);
     put_varint(&mut out, samples.len() as u64);
-    encode_timestamps(samples, &mut out)?;
-    encode_values(samples, &mut out)?;
+    let ts: Vec<i64> = samples.iter().map(|s| s.ts).collect();
+    encode_timestamps(&ts, &mut out)?;
+    let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
+    encode_values(&values, &mut out)?;
     encode_quality(samples, &mut out);
     Ok(out)
 }
@@ -232,6 +233,93 @@ fn byte(reader: &mut Reader<'_>) -> Result<u8> {
     Ok(reader.take(1)?[0])
 }
 
+fn decode_timestamps(reader: &mut Reader<'_>, n: usize) -> Result<Vec<i64>> {
+    match byte(reader)? {
+        0 => {
+            let first = unzigzag(reader.varint()?);
+            let step = unzigzag(reader.varint()?);
+            Ok((0..n as i64).map(|i| first.wrapping_add(step.wrapping_mul(i))).collect())
+        }
+        1 => take_pco(reader, n),
+        _ => Err(corrupt("unknown timestamp encoding")),
+    }
+}
+
+fn decode_values(reader: &mut Reader<'_>, n: usize) -> Result<Vec<f64>> {
+    match byte(reader)? {
+        0 => take_pco(reader, n),
+        form @ (1 | 2) => {
+            let k = byte(reader)? as usize;
+            if k >= POW10.len() {
+                return Err(corrupt("decimal exponent out of range"));
+            }
+            let ints: Vec<i64> = take_pco(reader, n)?;
+            Ok(if form == 1 {
+                ints.into_iter().map(|m| m as f64 / POW10[k]).collect()
+            } else {
+                ints.into_iter().map(|m| m as f64 * NEG_POW10[k]).collect()
+            })
+        }
+        3 => {
+            let b = reader.take(8)?;
+            Ok(vec![f64::from_bits(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])); n])
+        }
+        _ => Err(corrupt("unknown value encoding")),
+    }
+}
+
+/// Rollup format version written by this build.
+const ROLLUP_VERSION: u8 = 1;
+
+/// Compresses rollup buckets (sorted by start): `[version][n] starts counts min max sum
+/// first last`, each column in the chunk's column encodings.
+pub fn encode_rollups(buckets: &[Bucket]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(32 + buckets.len() * 4);
+    out.push(ROLLUP_VERSION);
+    put_varint(&mut out, buckets.len() as u64);
+    let starts: Vec<i64> = buckets.iter().map(|b| b.start).collect();
+    encode_timestamps(&starts, &mut out)?;
+    let counts: Vec<i64> = buckets.iter().map(|b| b.count as i64).collect();
+    encode_timestamps(&counts, &mut out)?;
+    let columns: [fn(&Bucket) -> f64; 5] = [|b| b.min, |b| b.max, |b| b.sum, |b| b.first, |b| b.last];
+    for column in columns {
+        let values: Vec<f64> = buckets.iter().map(column).collect();
+        encode_values(&values, &mut out)?;
+    }
+    Ok(out)
+}
+
+pub fn decode_rollups(bytes: &[u8]) -> Result<Vec<Bucket>> {
+    let mut reader = Reader::new(bytes);
+    if byte(&mut reader)? != ROLLUP_VERSION {
+        return Err(corrupt("unknown rollup version"));
+    }
+    let n = reader.varint()? as usize;
+    if n > MAX_CHUNK_SAMPLES {
+        return Err(corrupt("bucket count larger than any rollup the engine writes"));
+    }
+    let starts = decode_timestamps(&mut reader, n)?;
+    let counts = decode_timestamps(&mut reader, n)?;
+    let mut columns = Vec::with_capacity(5);
+    for _ in 0..5 {
+        columns.push(decode_values(&mut reader, n)?);
+    }
+    if !reader.is_done() {
+        return Err(corrupt("trailing bytes in rollup"));
+    }
+    Ok((0..n)
+        .map(|i| Bucket {
+            start: starts[i],
+            count: counts[i].max(0) as u64,
+            min: columns[0][i],
+            max: columns[1][i],
+            sum: columns[2][i],
+            first: columns[3][i],
+            last: columns[4][i],
+        })
+        .collect())
+}
+
 pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Sample>> {
     let mut reader = Reader::new(bytes);
     if byte(&mut reader)? != CHUNK_VERSION {
@@ -243,35 +331,8 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Sample>> {
     if n > MAX_CHUNK_SAMPLES {
         return Err(corrupt("sample count larger than any chunk the engine writes"));
     }
-    let ts: Vec<i64> = match byte(&mut reader)? {
-        0 => {
-            let first = unzigzag(reader.varint()?);
-            let step = unzigzag(reader.varint()?);
-            (0..n as i64).map(|i| first.wrapping_add(step.wrapping_mul(i))).collect()
-        }
-        1 => take_pco(&mut reader, n)?,
-        _ => return Err(corrupt("unknown timestamp encoding")),
-    };
-    let values: Vec<f64> = match byte(&mut reader)? {
-        0 => take_pco(&mut reader, n)?,
-        form @ (1 | 2) => {
-            let k = byte(&mut reader)? as usize;
-            if k >= POW10.len() {
-                return Err(corrupt("decimal exponent out of range"));
-            }
-            let ints: Vec<i64> = take_pco(&mut reader, n)?;
-            if form == 1 {
-                ints.into_iter().map(|m| m as f64 / POW10[k]).collect()
-            } else {
-                ints.into_iter().map(|m| m as f64 * NEG_POW10[k]).collect()
-            }
-        }
-        3 => {
-            let b = reader.take(8)?;
-            vec![f64::from_bits(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])); n]
-        }
-        _ => return Err(corrupt("unknown value encoding")),
-    };
+    let ts = decode_timestamps(&mut reader, n)?;
+    let values = decode_values(&mut reader, n)?;
     let qualities = decode_quality(&mut reader, n)?;
     if !reader.is_done() {
         return Err(corrupt("trailing bytes in chunk"));

@@ -94,6 +94,10 @@ impl Head {
         head[start..end.max(start)].to_vec()
     }
 
+    pub fn first(&self, id: SeriesId) -> Option<Sample> {
+        self.shard(id).lock().ok()?.get(&id)?.samples.first().copied()
+    }
+
     pub fn last(&self, id: SeriesId) -> Option<Sample> {
         self.shard(id).lock().ok()?.get(&id)?.samples.last().copied()
     }
@@ -131,13 +135,14 @@ impl Head {
     }
 
     /// Removes and returns the heads whose samples reach back before WAL `segment`
-    /// (every head for `u64::MAX`).
+    /// (every head for `u64::MAX`). Heads being sealed are left to that seal, so a series
+    /// is never sealed twice at once.
     pub fn take_older_than(&self, segment: u64) -> Vec<(SeriesId, Vec<Sample>)> {
         let mut out = Vec::new();
         for shard in &self.shards {
             if let Ok(mut shard) = shard.lock() {
                 let old: Vec<SeriesId> =
-                    shard.iter().filter(|(_, h)| h.since_segment < segment).map(|(id, _)| *id).collect();
+                    shard.iter().filter(|(_, h)| h.since_segment < segment && !h.sealing).map(|(id, _)| *id).collect();
                 for id in old {
                     if let Some(head) = shard.remove(&id) {
                         out.push((id, head.samples));

@@ -103,6 +103,16 @@ impl Catalog {
         Self { assets }
     }
 
+    /// The retention class of every series the models declare.
+    pub fn classes(&self) -> Vec<(SeriesKey, model::RetentionClass)> {
+        let mut out = Vec::new();
+        for (asset, model) in &self.assets {
+            out.extend(model.signals.iter().map(|s| (SeriesKey::new(asset.clone(), s.name.clone()), s.retention)));
+            out.extend(model.counters.iter().map(|c| (SeriesKey::new(asset.clone(), c.name.clone()), c.retention)));
+        }
+        out
+    }
+
     pub fn has_asset(&self, asset: &str) -> bool {
         self.assets.contains_key(asset)
     }

@@ -17,16 +17,23 @@ mod head;
 mod ingest;
 mod line_protocol;
 mod query;
+mod retention;
 mod sample;
 mod series;
+mod tiers;
 mod wal;
 
-pub use codec::{WalRecord, decode_chunk, decode_wal_record, encode_chunk, encode_wal_record};
+pub use codec::{
+    WalRecord, decode_chunk, decode_rollups, decode_wal_record, encode_chunk, encode_rollups, encode_wal_record,
+};
 pub use head::Inserted;
 pub use ingest::{Catalog, Reason, Rejected, SeriesSpec};
 pub use line_protocol::{LineError, Precision, parse_line_protocol};
+pub use model::RetentionClass;
 pub use query::{Bucket, CounterDelta, aggregate, counter_delta};
+pub use retention::{Retention, RetentionPolicy};
 pub use sample::{Millis, Quality, Sample, SeriesId, SeriesKey, Severity};
+pub use tiers::{Resolution, merge_buckets};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -60,6 +67,8 @@ pub struct TsdbOptions {
     pub wal_segment_bytes: u64,
     /// How long batch ids are remembered for retry detection, in milliseconds.
     pub batch_id_ttl_ms: i64,
+    /// How long each retention class keeps raw samples and rollups.
+    pub retention: Retention,
 }
 
 impl Default for TsdbOptions {
@@ -71,6 +80,7 @@ impl Default for TsdbOptions {
             wal_checkpoint_bytes: 1 << 30,
             wal_segment_bytes: 64 << 20,
             batch_id_ttl_ms: 24 * 3600 * 1000,
+            retention: Retention::default(),
         }
     }
 }
@@ -110,8 +120,10 @@ struct Inner {
     options: TsdbOptions,
     series: series::Registry,
     wal: wal::Wal,
-    chunks: chunks::ChunkStore,
+    tiers: tiers::Tiers,
     head: head::Head,
+    /// Retention class per series, from the asset models (`standard` when not set).
+    classes: RwLock<HashMap<SeriesKey, RetentionClass>>,
     /// Writers hold it shared from WAL append to head insert; a checkpoint holds it
     /// exclusively while it decides which WAL segments are covered by chunks.
     gate: RwLock<()>,
@@ -137,7 +149,7 @@ impl Tsdb {
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
         let series = series::Registry::open(dir)?;
-        let chunks = chunks::ChunkStore::open(&dir.join("chunks"))?;
+        let tiers = tiers::Tiers::open(&dir.join("chunks"))?;
         let (wal, records) = wal::Wal::open(&dir.join("wal"), options.wal_segment_bytes)?;
         let head = head::Head::with_chunk_samples(options.chunk_samples);
         let mut batches = load_batches(dir);
@@ -155,7 +167,7 @@ impl Tsdb {
         tracing::info!(
             series = series.len(),
             wal_records = replayed,
-            chunks = chunks.chunk_count(),
+            chunks = tiers.raw_chunk_count(),
             "telemetry engine opened"
         );
         let (subscribers, _) = tokio::sync::broadcast::channel(1024);
@@ -165,8 +177,9 @@ impl Tsdb {
                 options,
                 series,
                 wal,
-                chunks,
+                tiers,
                 head,
+                classes: RwLock::new(HashMap::new()),
                 gate: RwLock::new(()),
                 checkpointing: RwLock::new(()),
                 batches: Mutex::new(batches),
@@ -219,6 +232,40 @@ impl Tsdb {
         Ok(outcome)
     }
 
+    /// Writes sealed samples as chunks and rollups, each in its series' retention class.
+    fn persist(&self, sealed: &[(SeriesId, Vec<Sample>)]) -> Result<()> {
+        let classes: HashMap<SeriesId, RetentionClass> = {
+            let map = self.inner.classes.read().map_err(|_| Error::Poisoned)?;
+            sealed.iter().filter_map(|(id, _)| Some((*id, *map.get(&self.inner.series.key(*id)?)?))).collect()
+        };
+        self.inner.tiers.persist(sealed, |id| classes.get(&id).copied().unwrap_or_default())
+    }
+
+    /// Sets the retention class of series (from the asset models); series not named keep
+    /// theirs. Applies to chunks sealed from now on.
+    pub fn set_classes(&self, classes: impl IntoIterator<Item = (SeriesKey, RetentionClass)>) {
+        if let Ok(mut map) = self.inner.classes.write() {
+            map.extend(classes);
+        }
+    }
+
+    /// Deletes raw chunks and rollups older than their class keeps them; returns the
+    /// number of segment files deleted.
+    pub fn enforce_retention(&self, now: Millis) -> Result<usize> {
+        let deleted = self.inner.tiers.enforce(&self.inner.options.retention, now)?;
+        if deleted > 0 {
+            tracing::info!(segments = deleted, "retention deleted expired telemetry");
+        }
+        Ok(deleted)
+    }
+
+    /// Periodic upkeep for a running hub: bounds the WAL and applies retention.
+    pub fn maintain(&self) -> Result<()> {
+        self.checkpoint()?;
+        self.enforce_retention(now_ms())?;
+        Ok(())
+    }
+
     /// Seals the heads of `ids` into chunks.
     fn seal(&self, ids: &[SeriesId]) -> Result<()> {
         if ids.is_empty() {
@@ -228,7 +275,7 @@ impl Tsdb {
         // Copies: the samples stay queryable in the head until their chunk is indexed.
         let copies: Vec<(SeriesId, Vec<Sample>)> =
             ids.iter().filter_map(|id| Some((*id, self.inner.head.copy_for_seal(*id)?))).collect();
-        if let Err(error) = self.inner.chunks.append(&copies) {
+        if let Err(error) = self.persist(&copies) {
             for (id, _) in &copies {
                 self.inner.head.cancel_seal(*id);
             }
@@ -267,7 +314,7 @@ impl Tsdb {
         };
         if !forced.is_empty() {
             tracing::debug!(series = forced.len(), "sealing slow series early to bound the WAL");
-            if let Err(error) = inner.chunks.append(&forced) {
+            if let Err(error) = self.persist(&forced) {
                 for (id, samples) in forced {
                     inner.head.restore(id, samples, 0);
                 }
@@ -290,7 +337,7 @@ impl Tsdb {
                 self.inner.wal.rotate()?;
             }
             let all = self.inner.head.take_older_than(u64::MAX);
-            if let Err(error) = self.inner.chunks.append(&all) {
+            if let Err(error) = self.persist(&all) {
                 for (id, samples) in all {
                     self.inner.head.restore(id, samples, 0);
                 }
@@ -330,10 +377,7 @@ impl Tsdb {
     }
 
     fn range_by_id(&self, id: SeriesId, from: Millis, to: Millis) -> Result<Vec<Sample>> {
-        let mut all = Vec::new();
-        for meta in self.inner.chunks.overlapping(id, from, to) {
-            all.extend(self.inner.chunks.read(&meta)?.into_iter().filter(|s| s.ts >= from && s.ts < to));
-        }
+        let mut all = self.inner.tiers.raw_range(id, from, to)?;
         all.extend(self.inner.head.range(id, from, to));
         Ok(query::merge_latest_wins(all))
     }
@@ -342,15 +386,48 @@ impl Tsdb {
     pub fn latest(&self, key: &SeriesKey) -> Result<Option<Sample>> {
         let Some(id) = self.inner.series.get(key) else { return Ok(None) };
         let from_head = self.inner.head.last(id);
-        let from_chunks = match self.inner.chunks.last(id) {
-            Some(meta) if from_head.is_none_or(|h| h.ts <= meta.end) => self.inner.chunks.read(&meta)?.last().copied(),
-            _ => None,
-        };
+        let from_chunks = self.inner.tiers.raw_last(id)?;
         Ok(match (from_head, from_chunks) {
             (Some(h), Some(c)) if c.ts > h.ts => Some(c),
             (Some(h), _) => Some(h),
             (None, c) => c,
         })
+    }
+
+    /// Good-quality samples of a series in `[from, to)` aggregated into buckets of
+    /// `width` aligned to the epoch. When `width` is a whole number of minutes (hours),
+    /// sealed data is read from the per-minute (per-hour) rollups, so long ranges cost
+    /// one bucket per minute (hour) instead of every sample and still answer after raw
+    /// retention; the edges of the range and unsealed data are computed from samples.
+    pub fn aggregate(&self, key: &SeriesKey, from: Millis, to: Millis, width: Millis) -> Result<Aggregated> {
+        let width = width.max(1);
+        let Some(id) = self.inner.series.get(key) else { return Ok(Aggregated::default()) };
+        let resolution = if width % tiers::HOUR == 0 {
+            Resolution::Hour
+        } else if width % tiers::MINUTE == 0 {
+            Resolution::Minute
+        } else {
+            let samples = self.range_by_id(id, from, to)?;
+            return Ok(Aggregated { buckets: aggregate(&samples, width), resolution: None });
+        };
+        let res = resolution.millis();
+        let ceil = |t: Millis| t.div_euclid(res) * res + if t.rem_euclid(res) == 0 { 0 } else { res };
+        let floor = |t: Millis| t.div_euclid(res) * res;
+        // Rollups cover whole buckets of sealed data: not the head, not the ragged edges.
+        let head_from = self.inner.head.first(id).map_or(Millis::MAX, |s| floor(s.ts));
+        let start = ceil(from).min(to);
+        let end = floor(to).min(head_from).max(start);
+        let mut parts = Vec::new();
+        if from < start {
+            parts.extend(aggregate(&self.range_by_id(id, from, start)?, res));
+        }
+        if start < end {
+            parts.extend(self.inner.tiers.rollups(resolution, id, start, end)?);
+        }
+        if end < to {
+            parts.extend(aggregate(&self.range_by_id(id, end, to)?, res));
+        }
+        Ok(Aggregated { buckets: merge_buckets(&parts, width), resolution: Some(resolution) })
     }
 
     /// Every series of an asset that has ever been written.
@@ -380,8 +457,9 @@ impl Tsdb {
         Stats {
             series: self.inner.series.len(),
             head_samples: self.inner.head.sample_count(),
-            chunks: self.inner.chunks.chunk_count(),
-            chunk_bytes: self.inner.chunks.disk_bytes(),
+            chunks: self.inner.tiers.raw_chunk_count(),
+            chunk_bytes: self.inner.tiers.raw_bytes(),
+            rollup_bytes: self.inner.tiers.rollup_bytes(),
         }
     }
 }
@@ -392,7 +470,18 @@ pub struct Stats {
     pub series: usize,
     pub head_samples: usize,
     pub chunks: usize,
+    /// Bytes of raw chunks on disk.
     pub chunk_bytes: u64,
+    /// Bytes of per-minute and per-hour rollups on disk.
+    pub rollup_bytes: u64,
+}
+
+/// Buckets of an aggregated range, and the rollups used for the sealed part (`None`:
+/// computed from samples).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Aggregated {
+    pub buckets: Vec<Bucket>,
+    pub resolution: Option<Resolution>,
 }
 
 fn load_batches(dir: &Path) -> HashMap<String, (i64, WriteOutcome)> {

@@ -61,6 +61,10 @@ impl Registry {
         self.state.read().ok()?.by_key.get(key).copied()
     }
 
+    pub fn key(&self, id: SeriesId) -> Option<SeriesKey> {
+        self.state.read().ok()?.keys.get(id as usize).cloned()
+    }
+
     pub fn len(&self) -> usize {
         self.state.read().map(|s| s.keys.len()).unwrap_or(0)
     }

@@ -17,6 +17,8 @@ pub struct Harness {
     pub store: RecordStoreRef,
     pub tokens: HashMap<Role, String>,
     pub fleet: Vec<Entity>,
+    /// The engine behind the API, for sealing on demand.
+    pub tsdb: tsdb::Tsdb,
     _dir: tempfile::TempDir,
 }
 
@@ -67,11 +69,16 @@ impl Harness {
             tokens.insert(role, issued.secret);
         }
         let tsdb = tsdb::Tsdb::open(&dir.path().join("telemetry"), tsdb::TsdbOptions::default()).expect("open tsdb");
-        let telemetry = Arc::new(api::Telemetry::new(tsdb, api::telemetry::DEFAULT_MAX_FUTURE_MS));
+        let telemetry = Arc::new(api::Telemetry::new(tsdb.clone(), api::telemetry::DEFAULT_MAX_FUTURE_MS));
         telemetry.reload(&store).await.expect("catalogue");
         options.telemetry = Some(telemetry);
         let app = api::app(store.clone(), options);
-        Self { app, store, tokens, fleet, _dir: dir }
+        Self { app, store, tokens, fleet, tsdb, _dir: dir }
+    }
+
+    /// Where the hub keeps its data.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     pub fn token(&self, role: Role) -> &str {

@@ -77,6 +77,50 @@ async fn json_batches_are_stored_and_read_back() {
 }
 
 #[tokio::test]
+async fn aggregates_come_from_rollups_and_counters_keep_their_retention_class() {
+    let h = Harness::new().await;
+    let hour = 3_600_000;
+    let t0 = (now_ms() - 3 * hour).div_euclid(hour) * hour;
+    let ts: Vec<i64> = (0..7200).map(|i| t0 + i * 1000).collect();
+    let vibration: Vec<Value> = (0..7200).map(|i| json!(f64::from(i % 50) / 10.0)).collect();
+    let hours: Vec<Value> = (0..7200).map(|i| json!(1000.0 + f64::from(i) / 3600.0)).collect();
+    let body = json!({"series": [
+        series(PUMP, "bearing_vibration_rms", ts.clone(), vibration),
+        series(PUMP, "run_hours", ts, hours),
+    ]});
+    let reply = post_json(&h, Role::Device, "/api/v1/telemetry", &body).await;
+    assert_eq!(reply.body["stored"].as_u64(), Some(14_400), "{}", reply.body);
+    let engine = h.tsdb.clone();
+    tokio::task::spawn_blocking(move || engine.seal_all()).await.expect("join").expect("seal");
+
+    let uri = format!(
+        "/api/v1/telemetry/range?asset={PUMP}&signal=bearing_vibration_rms&from={t0}&to={}&bucket_ms={hour}",
+        t0 + 2 * hour
+    );
+    let reply = h.call(Method::GET, &uri, Some(h.token(Role::Technician)), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["rollups"], json!("hour"));
+    let buckets = reply.body["buckets"].as_array().expect("buckets");
+    assert_eq!(buckets.len(), 2);
+    for bucket in buckets {
+        assert_eq!(
+            (bucket["count"].as_u64(), bucket["min"].as_f64(), bucket["max"].as_f64()),
+            (Some(3600), Some(0.0), Some(4.9))
+        );
+    }
+    let odd = format!("/api/v1/telemetry/range?asset={PUMP}&signal=bearing_vibration_rms&from={t0}&bucket_ms=90000");
+    let reply = h.call(Method::GET, &odd, Some(h.token(Role::Technician)), None).await;
+    assert_eq!(reply.body["rollups"], json!("none"), "90 s buckets are computed from samples");
+    // Counters are sealed in the `counter` class, signals in `standard`.
+    let class_bytes = |class: &str| -> u64 {
+        let dir = h.data_dir().join("telemetry/chunks").join(class).join("raw");
+        std::fs::read_dir(&dir).expect("class dir").filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()
+    };
+    assert!(class_bytes("counter") > 0 && class_bytes("standard") > 0);
+    assert_eq!(class_bytes("high_rate"), 0);
+}
+
+#[tokio::test]
 async fn every_rejection_reason_is_reported_and_good_samples_are_kept() {
     let h = Harness::new().await;
     let t = now_ms();

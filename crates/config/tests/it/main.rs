@@ -314,3 +314,19 @@ fn an_empty_file_is_refused() {
     assert_eq!(found.len(), 1);
     assert!(found[0].message.contains("declares no records"), "{}", found[0]);
 }
+
+#[test]
+fn retention_classes_are_checked_with_their_line() {
+    let good = VALID.replace("expected_max = 7.1", "expected_max = 7.1\nretention = \"high_rate\"");
+    assert!(parse_fleet("fleet.toml", &good).is_ok());
+    let source = VALID.replace("expected_max = 7.1", "expected_max = 7.1\nretention = \"forever\"");
+    let found = problems(&source);
+    let text: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert_eq!(found.len(), 1, "{text:?}");
+    // serde reports enum variants of nested tables at the enclosing table.
+    assert_eq!(found[0].line, 20, "{text:?}");
+    assert!(
+        text[0].contains("asset_model[0]") && text[0].contains("`forever`") && text[0].contains("high_rate"),
+        "{text:?}"
+    );
+}

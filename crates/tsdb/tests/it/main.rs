@@ -3,3 +3,4 @@
 
 mod crash;
 mod engine;
+mod rollups;
