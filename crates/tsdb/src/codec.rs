@@ -340,6 +340,105 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Sample>> {
     Ok(ts.into_iter().zip(values).zip(qualities).map(|((ts, value), quality)| Sample { ts, value, quality }).collect())
 }
 
+/// Compresses sorted samples into an in-memory head block, cheaply enough for the ingest
+/// path: timestamps as delta-of-delta varints, exact decimals as integer delta varints
+/// (other values XOR-ed with their predecessor, zero bytes dropped), qualities as runs.
+/// Typical sensor data costs 2-4 bytes per sample instead of 24.
+pub(crate) fn encode_block(samples: &[Sample]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + samples.len() * 3);
+    put_varint(&mut out, samples.len() as u64);
+    let (mut previous, mut previous_delta) = (0i64, 0i64);
+    for (i, s) in samples.iter().enumerate() {
+        if i == 0 {
+            put_varint(&mut out, zigzag(s.ts));
+        } else {
+            let delta = s.ts.wrapping_sub(previous);
+            put_varint(&mut out, zigzag(delta.wrapping_sub(previous_delta)));
+            previous_delta = delta;
+        }
+        previous = s.ts;
+    }
+    let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
+    if let Some((form, k, ints)) = integer_form(&values) {
+        out.push(form as u8);
+        out.push(k);
+        let mut previous = 0i64;
+        for m in ints {
+            put_varint(&mut out, zigzag(m.wrapping_sub(previous)));
+            previous = m;
+        }
+    } else {
+        out.push(ValueForm::Float as u8);
+        let mut previous = 0u64;
+        for v in &values {
+            let x = v.to_bits() ^ previous;
+            previous = v.to_bits();
+            let (lead, trail) =
+                if x == 0 { (8, 0) } else { ((x.leading_zeros() / 8) as usize, (x.trailing_zeros() / 8) as usize) };
+            out.push(((lead << 4) | trail) as u8);
+            out.extend(&x.to_le_bytes()[trail..8 - lead]);
+        }
+    }
+    encode_quality(samples, &mut out);
+    out
+}
+
+/// Appends the samples of a head block to `out`.
+pub(crate) fn decode_block(bytes: &[u8], out: &mut Vec<Sample>) -> Result<()> {
+    let mut reader = Reader::new(bytes);
+    let n = reader.varint()? as usize;
+    if n > bytes.len() {
+        return Err(corrupt("block count larger than the block"));
+    }
+    let first = out.len();
+    let (mut ts, mut delta) = (0i64, 0i64);
+    for i in 0..n {
+        if i == 0 {
+            ts = unzigzag(reader.varint()?);
+        } else {
+            delta = delta.wrapping_add(unzigzag(reader.varint()?));
+            ts = ts.wrapping_add(delta);
+        }
+        out.push(Sample { ts, value: 0.0, quality: Quality::GOOD });
+    }
+    let form = byte(&mut reader)?;
+    match form {
+        1 | 2 => {
+            let k = byte(&mut reader)? as usize;
+            if k >= POW10.len() {
+                return Err(corrupt("decimal exponent out of range"));
+            }
+            let mut m = 0i64;
+            for sample in &mut out[first..] {
+                m = m.wrapping_add(unzigzag(reader.varint()?));
+                sample.value = if form == 1 { m as f64 / POW10[k] } else { m as f64 * NEG_POW10[k] };
+            }
+        }
+        0 => {
+            let mut bits = 0u64;
+            for sample in &mut out[first..] {
+                let control = byte(&mut reader)? as usize;
+                let (lead, trail) = (control >> 4, control & 0x0f);
+                if lead + trail > 8 {
+                    return Err(corrupt("bad XOR control byte"));
+                }
+                let mut x = [0u8; 8];
+                x[trail..8 - lead].copy_from_slice(reader.take(8 - lead - trail)?);
+                bits ^= u64::from_le_bytes(x);
+                sample.value = f64::from_bits(bits);
+            }
+        }
+        _ => return Err(corrupt("unknown block value form")),
+    }
+    for (sample, quality) in out[first..].iter_mut().zip(decode_quality(&mut reader, n)?) {
+        sample.quality = quality;
+    }
+    if !reader.is_done() {
+        return Err(corrupt("trailing bytes in block"));
+    }
+    Ok(())
+}
+
 /// One durable write: an optional batch id and samples per series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WalRecord {
@@ -417,6 +516,25 @@ pub fn decode_wal_record(bytes: &[u8]) -> Result<WalRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn head_blocks_round_trip_every_value_form() {
+        let decimal: Vec<Sample> = (0..300).map(|i| Sample::good(1_000 + i * 1000, (i % 37) as f64 / 100.0)).collect();
+        let mut floats: Vec<Sample> =
+            (0..300).map(|i| Sample::good(5 + i * 7 + i * i, (i as f64 * 0.37).sin() * 1e3)).collect();
+        floats[3].quality = Quality::BAD;
+        floats[4].value = f64::NAN;
+        floats[5].value = -0.0;
+        for samples in [decimal, floats, vec![Sample::good(i64::MIN, f64::MAX)], vec![]] {
+            let block = encode_block(&samples);
+            let mut back = vec![Sample::good(1, 1.0)];
+            decode_block(&block, &mut back).expect("decode");
+            assert_eq!(back.len(), samples.len() + 1);
+            assert!(back[1..].iter().zip(&samples).all(|(a, b)| a.same_as(b)));
+        }
+        let mut sink = Vec::new();
+        assert!(decode_block(&[5, 0], &mut sink).is_err());
+    }
 
     fn samples() -> Vec<Sample> {
         (0..5000)

@@ -134,6 +134,9 @@ struct Inner {
     subscribers: tokio::sync::broadcast::Sender<Arc<Published>>,
 }
 
+/// Series sealed together: one fsync per group, and a bounded number of plain copies.
+const SEAL_GROUP: usize = 256;
+
 fn now_ms() -> i64 {
     model::Timestamp::now().0
 }
@@ -151,7 +154,7 @@ impl Tsdb {
         let series = series::Registry::open(dir)?;
         let tiers = tiers::Tiers::open(&dir.join("chunks"))?;
         let (wal, records) = wal::Wal::open(&dir.join("wal"), options.wal_segment_bytes)?;
-        let head = head::Head::with_chunk_samples(options.chunk_samples);
+        let head = head::Head::default();
         let mut batches = load_batches(dir);
         let replayed = records.len();
         for (segment, record) in records {
@@ -266,25 +269,44 @@ impl Tsdb {
         Ok(())
     }
 
-    /// Seals the heads of `ids` into chunks.
+    /// Seals the heads of `ids` into chunks, a group at a time (a group's copies are the
+    /// only plain samples in memory).
     fn seal(&self, ids: &[SeriesId]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
         let _sealing = self.inner.checkpointing.read().map_err(|_| Error::Poisoned)?;
-        // Copies: the samples stay queryable in the head until their chunk is indexed.
-        let copies: Vec<(SeriesId, Vec<Sample>)> =
-            ids.iter().filter_map(|id| Some((*id, self.inner.head.copy_for_seal(*id)?))).collect();
-        if let Err(error) = self.persist(&copies) {
-            for (id, _) in &copies {
-                self.inner.head.cancel_seal(*id);
+        for group in ids.chunks(SEAL_GROUP) {
+            // Copies: the samples stay queryable in the head until their chunk is indexed.
+            let copies: Vec<(SeriesId, Vec<Sample>)> =
+                group.iter().filter_map(|id| Some((*id, self.inner.head.copy_for_seal(*id)?))).collect();
+            if let Err(error) = self.persist(&copies) {
+                for (id, _) in &copies {
+                    self.inner.head.cancel_seal(*id);
+                }
+                return Err(error);
             }
-            return Err(error);
-        }
-        for (id, sealed) in &copies {
-            self.inner.head.remove_sealed(*id, sealed);
+            for (id, sealed) in &copies {
+                self.inner.head.remove_sealed(*id, sealed);
+            }
         }
         Ok(())
+    }
+
+    /// Seals every head holding samples from before WAL `segment`, a group at a time.
+    fn seal_older_than(&self, segment: u64) -> Result<()> {
+        loop {
+            let group = self.inner.head.take_older_than(segment, SEAL_GROUP);
+            if group.is_empty() {
+                return Ok(());
+            }
+            if let Err(error) = self.persist(&group) {
+                for (id, samples) in group {
+                    self.inner.head.restore(id, samples, 0);
+                }
+                return Err(error);
+            }
+        }
     }
 
     /// Bounds the WAL. Segments whose samples are all sealed are deleted; if the WAL is
@@ -294,8 +316,9 @@ impl Tsdb {
     pub fn checkpoint(&self) -> Result<()> {
         let inner = &self.inner;
         let Ok(_only_one) = inner.checkpointing.try_write() else { return Ok(()) };
-        let (free, forced) = {
-            // No writer is between its WAL append and its head insert while this is held.
+        let (free, boundary) = {
+            // No writer is between its WAL append and its head insert while this is held;
+            // writers after it append at or after `current`.
             let _gate = inner.gate.write().map_err(|_| Error::Poisoned)?;
             let current = inner.wal.current_segment();
             let free = inner.head.min_since_segment().unwrap_or(current).min(current);
@@ -309,18 +332,15 @@ impl Tsdb {
                 keep += bytes;
                 boundary = *number;
             }
-            let forced = if boundary > free { inner.head.take_older_than(boundary) } else { Vec::new() };
-            (free.max(if forced.is_empty() { free } else { boundary }), forced)
+            (free, boundary)
         };
-        if !forced.is_empty() {
-            tracing::debug!(series = forced.len(), "sealing slow series early to bound the WAL");
-            if let Err(error) = self.persist(&forced) {
-                for (id, samples) in forced {
-                    inner.head.restore(id, samples, 0);
-                }
-                return Err(error);
-            }
-        }
+        let free = if boundary > free {
+            tracing::debug!(boundary, "sealing slow series early to bound the WAL");
+            self.seal_older_than(boundary)?;
+            boundary
+        } else {
+            free
+        };
         self.save_batches()?;
         inner.wal.remove_before(free)?;
         Ok(())
@@ -336,13 +356,7 @@ impl Tsdb {
                 let _gate = self.inner.gate.write().map_err(|_| Error::Poisoned)?;
                 self.inner.wal.rotate()?;
             }
-            let all = self.inner.head.take_older_than(u64::MAX);
-            if let Err(error) = self.persist(&all) {
-                for (id, samples) in all {
-                    self.inner.head.restore(id, samples, 0);
-                }
-                return Err(error);
-            }
+            self.seal_older_than(u64::MAX)?;
         }
         self.checkpoint()
     }
@@ -414,7 +428,7 @@ impl Tsdb {
         let ceil = |t: Millis| t.div_euclid(res) * res + if t.rem_euclid(res) == 0 { 0 } else { res };
         let floor = |t: Millis| t.div_euclid(res) * res;
         // Rollups cover whole buckets of sealed data: not the head, not the ragged edges.
-        let head_from = self.inner.head.first(id).map_or(Millis::MAX, |s| floor(s.ts));
+        let head_from = self.inner.head.first_ts(id).map_or(Millis::MAX, floor);
         let start = ceil(from).min(to);
         let end = floor(to).min(head_from).max(start);
         let mut parts = Vec::new();
@@ -457,6 +471,7 @@ impl Tsdb {
         Stats {
             series: self.inner.series.len(),
             head_samples: self.inner.head.sample_count(),
+            head_bytes: self.inner.head.memory_bytes(),
             chunks: self.inner.tiers.raw_chunk_count(),
             chunk_bytes: self.inner.tiers.raw_bytes(),
             rollup_bytes: self.inner.tiers.rollup_bytes(),
@@ -469,6 +484,8 @@ impl Tsdb {
 pub struct Stats {
     pub series: usize,
     pub head_samples: usize,
+    /// Memory the unsealed samples take (compressed blocks and plain tails).
+    pub head_bytes: usize,
     pub chunks: usize,
     /// Bytes of raw chunks on disk.
     pub chunk_bytes: u64,
