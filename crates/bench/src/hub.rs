@@ -118,10 +118,11 @@ impl Hub {
         )
     }
 
-    /// Seals everything and returns the bytes the telemetry directory holds.
-    pub fn disk_bytes(&self) -> anyhow::Result<u64> {
+    /// Seals everything and returns the bytes the telemetry directory holds, and how
+    /// many of them are rollups (which the peers do not keep).
+    pub fn disk_bytes(&self) -> anyhow::Result<(u64, u64)> {
         self.tsdb.seal_all()?;
-        Ok(crate::dir_bytes(&self.dir.join("telemetry")))
+        Ok((crate::dir_bytes(&self.dir.join("telemetry")), self.tsdb.stats().rollup_bytes))
     }
 }
 

@@ -31,6 +31,19 @@ pub enum BenchCommand {
         #[arg(long, default_value = "../shared/data")]
         data_dir: PathBuf,
     },
+    /// Resident memory of a real `treaty serve` while series at 1 Hz stream in.
+    Memory {
+        #[arg(long, default_value_t = 10_000)]
+        series: usize,
+        /// Seconds of 1 Hz data per series (an hour fills every head to a whole chunk).
+        #[arg(long, default_value_t = 3_600)]
+        seconds: i64,
+        /// Seconds of data per request.
+        #[arg(long, default_value_t = 10)]
+        seconds_per_request: i64,
+        #[arg(long, default_value = "./treaty-bench")]
+        work_dir: PathBuf,
+    },
     /// Latency of "the last hour of an asset" with history behind it, against VictoriaMetrics.
     Query {
         /// Assets (each with `signals` series at 1 Hz).
@@ -58,6 +71,17 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             let bench =
                 bench::TelemetryBench { series, seconds, batch_samples: batch, clients, work_dir, data_dir, peers };
             tokio::task::spawn_blocking(move || bench::run(&bench)).await??
+        }
+        BenchCommand::Memory { series, seconds, seconds_per_request, work_dir } => {
+            let treaty = std::env::current_exe()?;
+            let bench = bench::memory::MemoryBench {
+                series,
+                seconds,
+                seconds_per_request: seconds_per_request.max(1),
+                treaty,
+                work_dir,
+            };
+            tokio::task::spawn_blocking(move || bench::memory::run(&bench)).await??
         }
         BenchCommand::Query { assets, signals, hours, queries, no_peer, work_dir } => {
             let bench = bench::query::QueryBench { assets, signals, hours, queries, work_dir, with_vm: !no_peer };

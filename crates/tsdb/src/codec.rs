@@ -150,6 +150,14 @@ fn integer_form(values: &[f64]) -> Option<(ValueForm, u8, Vec<i64>)> {
     None
 }
 
+/// The sum of values that are all exact decimals (or scaled integers), computed on their
+/// integers and rounded once, so it is again a short decimal that compresses well.
+pub(crate) fn exact_sum(values: &[f64]) -> Option<f64> {
+    let (_, k, ints) = integer_form(values)?;
+    let sum: i128 = ints.iter().map(|m| i128::from(*m)).sum();
+    (sum.unsigned_abs() < 1 << 53).then(|| sum as f64 / POW10[usize::from(k)])
+}
+
 /// Pcodec with the better of its automatic choice and plain first-order deltas (which
 /// wins on noisy sensor data, where the automatic choice often guesses wrong).
 fn pco_best<T: pco::data_types::Number>(numbers: &[T]) -> Result<Vec<u8>> {
@@ -269,22 +277,28 @@ fn decode_values(reader: &mut Reader<'_>, n: usize) -> Result<Vec<f64>> {
 }
 
 /// Rollup format version written by this build.
-const ROLLUP_VERSION: u8 = 1;
+const ROLLUP_VERSION: u8 = 2;
 
-/// Compresses rollup buckets (sorted by start): `[version][n] starts counts min max sum
-/// first last`, each column in the chunk's column encodings.
+/// Encodes rollup buckets (sorted by start): `[version][n] starts counts min max sum
+/// first last`. Rollups are written on the ingest path and are short (60 buckets an
+/// hour), so they use varint columns rather than pcodec, whose fixed cost per column
+/// would dominate.
 pub fn encode_rollups(buckets: &[Bucket]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(32 + buckets.len() * 4);
+    let mut out = Vec::with_capacity(32 + buckets.len() * 8);
     out.push(ROLLUP_VERSION);
     put_varint(&mut out, buckets.len() as u64);
-    let starts: Vec<i64> = buckets.iter().map(|b| b.start).collect();
-    encode_timestamps(&starts, &mut out)?;
-    let counts: Vec<i64> = buckets.iter().map(|b| b.count as i64).collect();
-    encode_timestamps(&counts, &mut out)?;
+    let mut previous = 0i64;
+    for b in buckets {
+        put_varint(&mut out, zigzag(b.start.wrapping_sub(previous)));
+        previous = b.start;
+    }
+    for b in buckets {
+        put_varint(&mut out, b.count);
+    }
     let columns: [fn(&Bucket) -> f64; 5] = [|b| b.min, |b| b.max, |b| b.sum, |b| b.first, |b| b.last];
     for column in columns {
         let values: Vec<f64> = buckets.iter().map(column).collect();
-        encode_values(&values, &mut out)?;
+        put_fast_values(&values, &mut out);
     }
     Ok(out)
 }
@@ -295,14 +309,23 @@ pub fn decode_rollups(bytes: &[u8]) -> Result<Vec<Bucket>> {
         return Err(corrupt("unknown rollup version"));
     }
     let n = reader.varint()? as usize;
-    if n > MAX_CHUNK_SAMPLES {
-        return Err(corrupt("bucket count larger than any rollup the engine writes"));
+    // Every bucket takes at least one byte per column.
+    if n > bytes.len() {
+        return Err(corrupt("bucket count larger than the record"));
     }
-    let starts = decode_timestamps(&mut reader, n)?;
-    let counts = decode_timestamps(&mut reader, n)?;
+    let mut starts = Vec::with_capacity(n);
+    let mut previous = 0i64;
+    for _ in 0..n {
+        previous = previous.wrapping_add(unzigzag(reader.varint()?));
+        starts.push(previous);
+    }
+    let mut counts = Vec::with_capacity(n);
+    for _ in 0..n {
+        counts.push(reader.varint()?);
+    }
     let mut columns = Vec::with_capacity(5);
     for _ in 0..5 {
-        columns.push(decode_values(&mut reader, n)?);
+        columns.push(take_fast_values(&mut reader, n)?);
     }
     if !reader.is_done() {
         return Err(corrupt("trailing bytes in rollup"));
@@ -310,7 +333,7 @@ pub fn decode_rollups(bytes: &[u8]) -> Result<Vec<Bucket>> {
     Ok((0..n)
         .map(|i| Bucket {
             start: starts[i],
-            count: counts[i].max(0) as u64,
+            count: counts[i],
             min: columns[0][i],
             max: columns[1][i],
             sum: columns[2][i],
@@ -359,28 +382,70 @@ pub(crate) fn encode_block(samples: &[Sample]) -> Vec<u8> {
         previous = s.ts;
     }
     let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
-    if let Some((form, k, ints)) = integer_form(&values) {
+    put_fast_values(&values, &mut out);
+    encode_quality(samples, &mut out);
+    out
+}
+
+/// A value column without pcodec, for small arrays on the ingest path: exact decimals as
+/// zigzag varint deltas of their integers, other values XOR-ed with their predecessor
+/// (a control byte `leading zero bytes << 4 | trailing zero bytes`, then the rest).
+fn put_fast_values(values: &[f64], out: &mut Vec<u8>) {
+    if let Some((form, k, ints)) = integer_form(values) {
         out.push(form as u8);
         out.push(k);
         let mut previous = 0i64;
         for m in ints {
-            put_varint(&mut out, zigzag(m.wrapping_sub(previous)));
+            put_varint(out, zigzag(m.wrapping_sub(previous)));
             previous = m;
         }
-    } else {
-        out.push(ValueForm::Float as u8);
-        let mut previous = 0u64;
-        for v in &values {
-            let x = v.to_bits() ^ previous;
-            previous = v.to_bits();
-            let (lead, trail) =
-                if x == 0 { (8, 0) } else { ((x.leading_zeros() / 8) as usize, (x.trailing_zeros() / 8) as usize) };
-            out.push(((lead << 4) | trail) as u8);
-            out.extend(&x.to_le_bytes()[trail..8 - lead]);
-        }
+        return;
     }
-    encode_quality(samples, &mut out);
-    out
+    out.push(ValueForm::Float as u8);
+    let mut previous = 0u64;
+    for v in values {
+        let x = v.to_bits() ^ previous;
+        previous = v.to_bits();
+        let (lead, trail) =
+            if x == 0 { (8, 0) } else { ((x.leading_zeros() / 8) as usize, (x.trailing_zeros() / 8) as usize) };
+        out.push(((lead << 4) | trail) as u8);
+        out.extend(&x.to_le_bytes()[trail..8 - lead]);
+    }
+}
+
+fn take_fast_values(reader: &mut Reader<'_>, n: usize) -> Result<Vec<f64>> {
+    // `n` was checked against the input length by the caller.
+    let mut values = Vec::with_capacity(n);
+    let form = byte(reader)?;
+    match form {
+        1 | 2 => {
+            let k = byte(reader)? as usize;
+            if k >= POW10.len() {
+                return Err(corrupt("decimal exponent out of range"));
+            }
+            let mut m = 0i64;
+            for _ in 0..n {
+                m = m.wrapping_add(unzigzag(reader.varint()?));
+                values.push(if form == 1 { m as f64 / POW10[k] } else { m as f64 * NEG_POW10[k] });
+            }
+        }
+        0 => {
+            let mut bits = 0u64;
+            for _ in 0..n {
+                let control = byte(reader)? as usize;
+                let (lead, trail) = (control >> 4, control & 0x0f);
+                if lead + trail > 8 {
+                    return Err(corrupt("bad XOR control byte"));
+                }
+                let mut x = [0u8; 8];
+                x[trail..8 - lead].copy_from_slice(reader.take(8 - lead - trail)?);
+                bits ^= u64::from_le_bytes(x);
+                values.push(f64::from_bits(bits));
+            }
+        }
+        _ => return Err(corrupt("unknown value form")),
+    }
+    Ok(values)
 }
 
 /// Appends the samples of a head block to `out`.
@@ -401,34 +466,9 @@ pub(crate) fn decode_block(bytes: &[u8], out: &mut Vec<Sample>) -> Result<()> {
         }
         out.push(Sample { ts, value: 0.0, quality: Quality::GOOD });
     }
-    let form = byte(&mut reader)?;
-    match form {
-        1 | 2 => {
-            let k = byte(&mut reader)? as usize;
-            if k >= POW10.len() {
-                return Err(corrupt("decimal exponent out of range"));
-            }
-            let mut m = 0i64;
-            for sample in &mut out[first..] {
-                m = m.wrapping_add(unzigzag(reader.varint()?));
-                sample.value = if form == 1 { m as f64 / POW10[k] } else { m as f64 * NEG_POW10[k] };
-            }
-        }
-        0 => {
-            let mut bits = 0u64;
-            for sample in &mut out[first..] {
-                let control = byte(&mut reader)? as usize;
-                let (lead, trail) = (control >> 4, control & 0x0f);
-                if lead + trail > 8 {
-                    return Err(corrupt("bad XOR control byte"));
-                }
-                let mut x = [0u8; 8];
-                x[trail..8 - lead].copy_from_slice(reader.take(8 - lead - trail)?);
-                bits ^= u64::from_le_bytes(x);
-                sample.value = f64::from_bits(bits);
-            }
-        }
-        _ => return Err(corrupt("unknown block value form")),
+    let values = take_fast_values(&mut reader, n)?;
+    for (sample, value) in out[first..].iter_mut().zip(values) {
+        sample.value = value;
     }
     for (sample, quality) in out[first..].iter_mut().zip(decode_quality(&mut reader, n)?) {
         sample.quality = quality;

@@ -42,6 +42,9 @@ struct SeriesHead {
     since_segment: u64,
     /// A copy is being sealed; a second seal of the same series waits its turn.
     sealing: bool,
+    /// Bumped by every insert, so a seal knows whether the head changed under its copy.
+    version: u64,
+    sealed_version: u64,
 }
 
 /// What inserting one series' samples did.
@@ -179,6 +182,7 @@ impl Head {
             entry.since_segment = segment;
         }
         entry.insert(samples, &mut outcome);
+        entry.version += 1;
         (outcome, entry.len())
     }
 
@@ -212,6 +216,7 @@ impl Head {
         let mut shard = self.shard(id).lock().ok()?;
         let head = shard.get_mut(&id).filter(|h| !h.sealing && h.len() > 0)?;
         head.sealing = true;
+        head.sealed_version = head.version;
         Some(head.samples())
     }
 
@@ -220,6 +225,11 @@ impl Head {
         let Ok(mut shard) = self.shard(id).lock() else { return };
         let Some(head) = shard.get_mut(&id) else { return };
         head.sealing = false;
+        if head.version == head.sealed_version && sealed.len() == head.len() {
+            // Nothing was written during the seal: all of it is in the chunk.
+            shard.remove(&id);
+            return;
+        }
         let mut left = head.samples();
         left.retain(|s| match sealed.binary_search_by_key(&s.ts, |x| x.ts) {
             Ok(at) => !sealed[at].same_as(s),

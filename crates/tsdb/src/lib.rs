@@ -436,11 +436,16 @@ impl Tsdb {
             parts.extend(aggregate(&self.range_by_id(id, from, start)?, res));
         }
         if start < end {
-            parts.extend(self.inner.tiers.rollups(resolution, id, start, end)?);
+            let (buckets, sparse) = self.inner.tiers.rollups(resolution, id, start, end)?;
+            parts.extend(buckets);
+            for (a, b) in sparse {
+                parts.extend(aggregate(&self.range_by_id(id, a, b)?, res));
+            }
         }
         if end < to {
             parts.extend(aggregate(&self.range_by_id(id, end, to)?, res));
         }
+        parts.sort_by_key(|b| b.start);
         Ok(Aggregated { buckets: merge_buckets(&parts, width), resolution: Some(resolution) })
     }
 

@@ -5,7 +5,7 @@
 //! older records for those hours, so late and replaced samples are reflected exactly.
 
 use crate::chunks::{ChunkMeta, ChunkStore, Record};
-use crate::codec::{decode_chunk, decode_rollups, encode_chunk, encode_rollups};
+use crate::codec::{decode_chunk, decode_rollups, encode_chunk, encode_rollups, exact_sum};
 use crate::query::{Bucket, aggregate, merge_latest_wins};
 use crate::retention::Retention;
 use crate::sample::{Sample, SeriesId};
@@ -15,6 +15,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A time range `[start, end)` in milliseconds.
+pub type Span = (i64, i64);
+
+/// A rollup record that says "too sparse to roll up: aggregate the samples".
+const SPARSE: u8 = 0xff;
 
 pub const MINUTE: i64 = 60_000;
 pub const HOUR: i64 = 3_600_000;
@@ -100,8 +106,15 @@ impl Tiers {
     }
 
     /// Rollup buckets of a series starting in `[from, to)`; for each hour, the latest
-    /// record that covers it wins.
-    pub fn rollups(&self, resolution: Resolution, id: SeriesId, from: i64, to: i64) -> Result<Vec<Bucket>> {
+    /// record that covers it wins. Also returns the ranges whose latest record says
+    /// "sparse: aggregate the samples" (`[start, end)`), clipped to `[from, to)`.
+    pub fn rollups(
+        &self,
+        resolution: Resolution,
+        id: SeriesId,
+        from: i64,
+        to: i64,
+    ) -> Result<(Vec<Bucket>, Vec<Span>)> {
         let mut metas: Vec<_> = self
             .rollup_stores(resolution)
             .iter()
@@ -109,16 +122,37 @@ impl Tiers {
             .collect();
         metas.sort_by_key(|(_, m)| m.seq);
         let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
+        let mut sparse: Vec<Span> = Vec::new();
         for (store, meta) in metas {
-            let stale: Vec<i64> = buckets.range(meta.start..=meta.end).map(|(start, _)| *start).collect();
-            for start in stale {
-                buckets.remove(&start);
+            let (start, end) = (meta.start, meta.end + 1);
+            let stale: Vec<i64> = buckets.range(start..end).map(|(s, _)| *s).collect();
+            for s in stale {
+                buckets.remove(&s);
             }
-            for bucket in decode_rollups(&store.read(&meta)?)? {
-                buckets.insert(bucket.start, bucket);
+            sparse = sparse
+                .into_iter()
+                .flat_map(|(a, b)| [(a, b.min(start)), (a.max(end), b)])
+                .filter(|(a, b)| a < b)
+                .collect();
+            let payload = store.read(&meta)?;
+            if payload == [SPARSE] {
+                sparse.push((start, end));
+            } else {
+                for bucket in decode_rollups(&payload)? {
+                    buckets.insert(bucket.start, bucket);
+                }
             }
         }
-        Ok(buckets.range(from..to).map(|(_, b)| *b).collect())
+        let sparse = sparse.into_iter().map(|(a, b)| (a.max(from), b.min(to))).filter(|(a, b)| a < b).collect();
+        Ok((buckets.range(from..to).map(|(_, b)| *b).collect(), sparse))
+    }
+
+    /// The payload of a rollup record for `buckets` of `samples` good samples: the
+    /// buckets, or the sparse marker when they would hold fewer than four samples each
+    /// on average (a series read every few minutes gains nothing from minute rollups).
+    fn rollup_payload(buckets: &[Bucket]) -> Result<Vec<u8>> {
+        let samples: u64 = buckets.iter().map(|b| b.count).sum();
+        if buckets.len() as u64 * 4 > samples { Ok(vec![SPARSE]) } else { encode_rollups(buckets) }
     }
 
     /// Durably writes sealed samples as raw chunks, then the rollups of the hours they
@@ -154,13 +188,13 @@ impl Tiers {
             }
             let overlapping = self.raw_overlapping(*id, from, to);
             let hours = if overlapping.len() == 1 && overlapping[0].1.seq == seq {
-                aggregate(samples, MINUTE)
+                minute_buckets(samples)
             } else {
-                aggregate(&self.raw_range(*id, from, to)?, MINUTE)
+                minute_buckets(&self.raw_range(*id, from, to)?)
             };
             let hourly = merge_buckets(&hours, HOUR);
             let end = to - 1;
-            let minute_payload = encode_rollups(&hours)?;
+            let minute_payload = Self::rollup_payload(&hours)?;
             minute[*class as usize].push(Record {
                 id: *id,
                 seq: self.next_seq(),
@@ -168,7 +202,7 @@ impl Tiers {
                 end,
                 payload: minute_payload,
             });
-            let hour_payload = encode_rollups(&hourly)?;
+            let hour_payload = Self::rollup_payload(&hourly)?;
             hour[*class as usize].push(Record {
                 id: *id,
                 seq: self.next_seq(),
@@ -209,6 +243,24 @@ impl Tiers {
     pub fn rollup_bytes(&self) -> u64 {
         self.minute.iter().chain(&self.hour).map(ChunkStore::disk_bytes).sum()
     }
+}
+
+/// Per-minute buckets of samples (sorted by time), with sums of decimal values
+/// computed exactly.
+fn minute_buckets(samples: &[Sample]) -> Vec<Bucket> {
+    let mut buckets = aggregate(samples, MINUTE);
+    let mut good = samples.iter().filter(|s| s.quality.is_good() && s.value.is_finite()).peekable();
+    let mut values = Vec::with_capacity(64);
+    for bucket in &mut buckets {
+        values.clear();
+        while let Some(s) = good.next_if(|s| floor(s.ts, MINUTE) == bucket.start) {
+            values.push(s.value);
+        }
+        if let Some(sum) = exact_sum(&values) {
+            bucket.sum = sum;
+        }
+    }
+    buckets
 }
 
 /// Merges buckets (sorted by start, of a width dividing `width`) into buckets of `width`.

@@ -145,3 +145,24 @@ fn retention_deletes_each_class_on_its_schedule_and_rollups_outlive_raw() {
 fn tsdb_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
+
+#[test]
+fn sparse_series_are_not_rolled_up_per_minute_but_still_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Tsdb::open(dir.path(), options()).expect("open");
+    let start = 1_767_225_600_000;
+    // NAB-like: one reading every five minutes for three days.
+    let samples: Vec<Sample> =
+        (0..864).map(|i| Sample::good(start + i * 300_000, 70.0 + (i % 13) as f64 / 4.0)).collect();
+    write(&db, vec![(key("slow"), samples.clone())]);
+    db.seal_all().expect("seal");
+    for (width, resolution) in
+        [(MINUTE, Resolution::Minute), (10 * MINUTE, Resolution::Minute), (HOUR, Resolution::Hour)]
+    {
+        let got = db.aggregate(&key("slow"), start, start + 3 * DAY, width).expect("aggregate");
+        assert_eq!(got.resolution, Some(resolution));
+        assert_same(&got.buckets, &tsdb::aggregate(&samples, width), &format!("by {width}"));
+    }
+    // Hour rollups are written; minute ones are a one-byte marker per record.
+    assert!(db.stats().rollup_bytes < 864 * 4, "{:?}", db.stats());
+}
