@@ -1,4 +1,4 @@
-//! Bytes read back from disk (WAL records, chunks) must decode or fail, never panic;
+//! Bytes read back from disk (WAL records, chunks, rollups) must decode or fail, never panic;
 //! whatever decodes must re-encode to something that decodes to the same samples.
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
@@ -7,6 +7,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             let again = tsdb::decode_chunk(&tsdb::encode_chunk(&samples).expect("re-encode")).expect("decode");
             assert!(again.iter().zip(&samples).all(|(a, b)| a.same_as(b)));
         }
+    }
+    if let Ok(buckets) = tsdb::decode_rollups(data) {
+        let again = tsdb::decode_rollups(&tsdb::encode_rollups(&buckets).expect("re-encode")).expect("decode");
+        assert_eq!(again.len(), buckets.len());
+        assert!(again.iter().zip(&buckets).all(|(a, b)| a.start == b.start && a.count == b.count));
     }
     if let Ok(record) = tsdb::decode_wal_record(data) {
         let columns: Vec<(tsdb::SeriesId, &[tsdb::Sample])> =

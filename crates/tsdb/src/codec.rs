@@ -656,6 +656,12 @@ mod tests {
         for cut in 0..chunk.len() {
             assert!(decode_chunk(&chunk[..cut]).is_err(), "cut at {cut}");
         }
+        let buckets = crate::query::aggregate(&samples(), 10_000);
+        let rollups = encode_rollups(&buckets).expect("encode");
+        assert_eq!(decode_rollups(&rollups).expect("decode"), buckets);
+        for cut in 0..rollups.len() {
+            assert!(decode_rollups(&rollups[..cut]).is_err(), "cut at {cut}");
+        }
         let mut state = 1u64;
         for _ in 0..2000 {
             let garbage: Vec<u8> = (0..64)
@@ -666,6 +672,7 @@ mod tests {
                 .collect();
             let _ = decode_wal_record(&garbage);
             let _ = decode_chunk(&garbage);
+            let _ = decode_rollups(&garbage);
         }
     }
 }

@@ -56,35 +56,107 @@ pub type Parsed = Vec<(SeriesKey, Vec<Sample>, Vec<usize>)>;
 type Group<'a> = (Cow<'a, str>, Cow<'a, str>, Vec<Sample>, Vec<usize>);
 
 /// Parses a whole body. Good lines are returned even when others fail.
-pub fn parse_line_protocol(body: &str, precision: Precision, now: Millis) -> (Parsed, Vec<LineError>) {
-    let mut index: HashMap<(Cow<'_, str>, Cow<'_, str>), usize> = HashMap::new();
-    let mut grouped: Vec<Group<'_>> = Vec::new();
+pub fn parse_line_protocol<'a>(body: &'a str, precision: Precision, now: Millis) -> (Parsed, Vec<LineError>) {
+    let mut index: HashMap<(Cow<'a, str>, Cow<'a, str>), usize> = HashMap::new();
+    let mut grouped: Vec<Group<'a>> = Vec::new();
     let mut last: Option<usize> = None;
     let mut errors = Vec::new();
-    for (i, raw) in body.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let result = parse_line(line, precision, now, &mut |asset, signal, sample| {
+    let bytes = body.as_bytes();
+    let (mut at, mut number) = (0, 0);
+    while at < bytes.len() {
+        number += 1;
+        // One pass over the line finds its end and, for the common shape, every separator.
+        let (end, shape) = scan(bytes, at);
+        let raw = &body[at..end];
+        at = end + 1;
+        let mut emit = |asset: Cow<'a, str>, signal: Cow<'a, str>, sample| {
             // Lines usually come grouped by series: try the previous one before hashing.
-            let at = match last {
-                Some(at) if grouped[at].0 == asset && grouped[at].1 == signal => at,
+            let slot = match last {
+                Some(slot) if grouped[slot].0 == asset && grouped[slot].1 == signal => slot,
                 _ => *index.entry((asset.clone(), signal.clone())).or_insert_with(|| {
                     grouped.push((asset, signal, Vec::new(), Vec::new()));
                     grouped.len() - 1
                 }),
             };
-            last = Some(at);
-            grouped[at].2.push(sample);
-            grouped[at].3.push(i + 1);
-        });
-        if let Err(message) = result {
-            errors.push(LineError { line: i + 1, message });
+            last = Some(slot);
+            grouped[slot].2.push(sample);
+            grouped[slot].3.push(number);
+        };
+        if let Some(shape) = shape
+            && let Some(()) = parse_plain(raw, &shape, precision, now, &mut emit)
+        {
+            continue;
+        }
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Err(message) = parse_line(line, precision, now, &mut emit) {
+            errors.push(LineError { line: number, message });
         }
     }
     let parsed = grouped.into_iter().map(|(a, s, samples, lines)| (SeriesKey::new(a, s), samples, lines)).collect();
     (parsed, errors)
+}
+
+/// Separator positions of a plain line (relative to its start): no escapes, quotes,
+/// tabs or carriage returns, one field, at most four tags.
+#[derive(Default)]
+struct Shape {
+    first_space: usize,
+    second_space: Option<usize>,
+    commas: [usize; 4],
+    tags: usize,
+    field_equals: usize,
+}
+
+/// The bytes `scan` stops at.
+const SEPARATOR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut k = 0;
+    let stops = *b"\n ,=\\\"\r\t";
+    while k < stops.len() {
+        table[stops[k] as usize] = true;
+        k += 1;
+    }
+    table
+};
+
+/// Finds the end of the line starting at `start` (its `\n` or the end of the body) and,
+/// if the line has the plain shape, its separators.
+fn scan(bytes: &[u8], start: usize) -> (usize, Option<Shape>) {
+    let mut shape = Shape::default();
+    let mut spaces = 0;
+    let mut plain = !matches!(bytes.get(start), Some(b'#' | b' ') | None);
+    let mut i = start;
+    loop {
+        // Most bytes are names and digits: skip them with one table lookup each.
+        while bytes.get(i).is_some_and(|b| !SEPARATOR[usize::from(*b)]) {
+            i += 1;
+        }
+        let Some(&b) = bytes.get(i) else { break };
+        match b {
+            b'\n' => break,
+            b' ' => {
+                spaces += 1;
+                match spaces {
+                    1 => shape.first_space = i - start,
+                    2 => shape.second_space = Some(i - start),
+                    _ => plain = false,
+                }
+            }
+            b',' if spaces == 0 && shape.tags < shape.commas.len() => {
+                shape.commas[shape.tags] = i - start;
+                shape.tags += 1;
+            }
+            b',' => plain = false,
+            b'=' if spaces == 1 && shape.field_equals == 0 => shape.field_equals = i - start,
+            b'\\' | b'"' | b'\r' | b'\t' => plain = false,
+            _ => {}
+        }
+        i += 1;
+    }
+    (i, (plain && shape.first_space > 0 && shape.field_equals > 0).then_some(shape))
 }
 
 /// Splits at the first unescaped `stop` outside double quotes; returns (before, after).
@@ -157,9 +229,6 @@ fn parse_line<'a>(
     now: Millis,
     emit: &mut dyn FnMut(Cow<'a, str>, Cow<'a, str>, Sample),
 ) -> Result<(), String> {
-    if let Some(result) = parse_plain(line, precision, now, emit) {
-        return result;
-    }
     let plain = false;
     let (series_part, rest) = split(line, b' ', plain);
     let rest = rest.ok_or("expected `measurement,asset=<path> field=value [timestamp]`: no fields")?;
@@ -212,58 +281,45 @@ fn parse_line<'a>(
     Ok(())
 }
 
-/// The fast path for the common line — no escapes, no quotes, no `quality` tag — in
-/// one pass over the bytes. Returns `None` to hand anything else to the general parser.
+/// The fast path for a plain line (see `Shape`). Returns `None` to hand anything
+/// unusual — including every error — to the general parser, which explains it.
 fn parse_plain<'a>(
     line: &'a str,
+    shape: &Shape,
     precision: Precision,
     now: Millis,
     emit: &mut dyn FnMut(Cow<'a, str>, Cow<'a, str>, Sample),
-) -> Option<Result<(), String>> {
-    let bytes = line.as_bytes();
-    // Separators: the two spaces, and the commas/equals signs before the first space.
-    let mut first_space = None;
-    let mut second_space = None;
-    for (i, b) in bytes.iter().enumerate() {
-        match *b {
-            b'\\' | b'"' => return None,
-            b' ' if first_space.is_none() => first_space = Some(i),
-            b' ' if second_space.is_none() => second_space = Some(i),
-            b' ' => return None,
-            _ => {}
-        }
+) -> Option<()> {
+    let series_end = shape.first_space;
+    let measurement = &line[..shape.commas.first().copied().filter(|_| shape.tags > 0).unwrap_or(series_end)];
+    if measurement.is_empty() {
+        return None;
     }
-    let first_space = first_space?;
-    let series = &line[..first_space];
-    let (fields, timestamp) = match second_space {
-        Some(i) => (&line[first_space + 1..i], Some(&line[i + 1..])),
-        None => (&line[first_space + 1..], None),
-    };
-    let mut tags = series.split(',');
-    let measurement = tags.next().filter(|m| !m.is_empty())?;
     let mut asset = None;
-    for tag in tags {
-        let (key, value) = tag.split_once('=')?;
+    for k in 0..shape.tags {
+        let end = if k + 1 < shape.tags { shape.commas[k + 1] } else { series_end };
+        let (key, value) = line[shape.commas[k] + 1..end].split_once('=')?;
         match key {
             "asset" => asset = Some(value),
             "quality" => return None,
             _ => {}
         }
     }
-    let asset = asset?;
-    let ts = match timestamp {
-        None => now,
-        Some(text) => precision.to_millis(text.parse().ok()?)?,
-    };
-    // One field is by far the most common; more go through the general parser.
-    let (key, value) = fields.split_once('=')?;
-    if key.is_empty() || value.contains(',') {
+    let asset = asset.filter(|a| !a.is_empty())?;
+    let field_end = shape.second_space.unwrap_or(line.len());
+    let key = &line[shape.first_space + 1..shape.field_equals];
+    let value = &line[shape.field_equals + 1..field_end];
+    if key.is_empty() {
         return None;
     }
+    let ts = match shape.second_space {
+        None => now,
+        Some(i) => precision.to_millis(line[i + 1..].parse().ok()?)?,
+    };
     let value = parse_field_value(value).ok()?;
     let signal = if key == "value" { measurement } else { key };
     emit(Cow::Borrowed(asset), Cow::Borrowed(signal), Sample { ts, value, quality: Quality::GOOD });
-    Some(Ok(()))
+    Some(())
 }
 
 fn parse_quality(text: &str) -> Result<Quality, String> {
@@ -329,6 +385,23 @@ mod tests {
         assert!(errors[1].message.contains("asset"));
         assert_eq!(parsed[0].1.len(), 2);
         assert_eq!(parsed[0].1[1].ts, 2000);
+    }
+
+    #[test]
+    fn fast_and_general_paths_agree() {
+        let plain = "m,asset=a/b,site=x=y v=1.5 1000\nm,asset=a/b value=2 2000\nm,asset=a/b v=3\n";
+        let odd = "m,asset=a/b,site=x=y v=1.5 1000\r\n  m,asset=a/b value=2 2000\nm,asset=a/b   v=3\n# c\n\n";
+        let (fast, fast_errors) = parse_line_protocol(plain, Precision::Milliseconds, 7);
+        let (general, general_errors) = parse_line_protocol(odd, Precision::Milliseconds, 7);
+        assert!(fast_errors.is_empty() && general_errors.is_empty(), "{fast_errors:?} {general_errors:?}");
+        assert_eq!(fast, general);
+        assert_eq!(fast[0].1, vec![Sample::good(1000, 1.5), Sample::good(7, 3.0)]);
+        assert_eq!(fast[1].0, SeriesKey::new("a/b", "m"));
+        // Errors found by the fast scan are explained by the general parser.
+        let (_, errors) =
+            parse_line_protocol("m,asset= v=1 1\nm,asset=a v= 1\nm,asset=a v=1 x\n", Precision::Seconds, 0);
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 3], "{errors:?}");
     }
 
     #[test]
