@@ -4,6 +4,7 @@
 //! as missing rather than silently skipped.
 
 pub mod datasets;
+pub mod filters;
 mod http;
 mod hub;
 pub mod memory;

@@ -31,6 +31,12 @@ pub enum BenchCommand {
         #[arg(long, default_value = "../shared/data")]
         data_dir: PathBuf,
     },
+    /// Reduction and reconstruction error of each edge filter on the real series in ../shared/data.
+    EdgeFilters {
+        /// The shared reference data (C-MAPSS, NAB).
+        #[arg(long, default_value = "../shared/data")]
+        data_dir: PathBuf,
+    },
     /// Resident memory of a real `treaty serve` while series at 1 Hz stream in.
     Memory {
         #[arg(long, default_value_t = 10_000)]
@@ -71,6 +77,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             let bench =
                 bench::TelemetryBench { series, seconds, batch_samples: batch, clients, work_dir, data_dir, peers };
             tokio::task::spawn_blocking(move || bench::run(&bench)).await??
+        }
+        BenchCommand::EdgeFilters { data_dir } => {
+            let bench = bench::filters::FilterBench { data_dir };
+            tokio::task::spawn_blocking(move || bench::filters::run(&bench)).await??
         }
         BenchCommand::Memory { series, seconds, seconds_per_request, work_dir } => {
             let treaty = std::env::current_exe()?;
