@@ -45,6 +45,9 @@ struct SeriesHead {
     /// Bumped by every insert, so a seal knows whether the head changed under its copy.
     version: u64,
     sealed_version: u64,
+    /// The oldest WAL segment written to this head while a copy of it was being sealed:
+    /// what the head pins once the copy is in a chunk.
+    since_during_seal: u64,
 }
 
 /// What inserting one series' samples did.
@@ -181,6 +184,9 @@ impl Head {
         if entry.len() == 0 || segment < entry.since_segment {
             entry.since_segment = segment;
         }
+        if entry.sealing {
+            entry.since_during_seal = entry.since_during_seal.min(segment);
+        }
         entry.insert(samples, &mut outcome);
         entry.version += 1;
         (outcome, entry.len())
@@ -210,13 +216,15 @@ impl Head {
         out.pop()
     }
 
-    /// A copy of one series' head for sealing, unless it is already being sealed. The
-    /// samples stay visible to queries until `remove_sealed`.
-    pub fn copy_for_seal(&self, id: SeriesId) -> Option<Vec<Sample>> {
+    /// A copy of one series' head for sealing, unless it is already being sealed or
+    /// holds fewer than `min` samples. The samples stay visible to queries until
+    /// `remove_sealed`.
+    pub fn copy_for_seal(&self, id: SeriesId, min: usize) -> Option<Vec<Sample>> {
         let mut shard = self.shard(id).lock().ok()?;
-        let head = shard.get_mut(&id).filter(|h| !h.sealing && h.len() > 0)?;
+        let head = shard.get_mut(&id).filter(|h| !h.sealing && h.len() >= min.max(1))?;
         head.sealing = true;
         head.sealed_version = head.version;
+        head.since_during_seal = u64::MAX;
         Some(head.samples())
     }
 
@@ -238,6 +246,8 @@ impl Head {
         if left.is_empty() {
             shard.remove(&id);
         } else {
+            // Everything left was written during the seal.
+            head.since_segment = head.since_during_seal;
             head.set(left);
         }
     }
@@ -252,9 +262,9 @@ impl Head {
     }
 
     /// Removes and returns up to `limit` heads whose samples reach back before WAL
-    /// `segment` (any head for `u64::MAX`). Heads being sealed are left to that seal, so
-    /// a series is never sealed twice at once.
-    pub fn take_older_than(&self, segment: u64, limit: usize) -> Vec<(SeriesId, Vec<Sample>)> {
+    /// `segment` (any head for `u64::MAX`) and that hold fewer than `full` samples.
+    /// Heads being sealed are left to that seal, so a series is never sealed twice at once.
+    pub fn take_older_than(&self, segment: u64, limit: usize, full: usize) -> Vec<(SeriesId, Vec<Sample>)> {
         let mut out = Vec::new();
         for shard in &self.shards {
             if out.len() >= limit {
@@ -263,7 +273,7 @@ impl Head {
             if let Ok(mut shard) = shard.lock() {
                 let old: Vec<SeriesId> = shard
                     .iter()
-                    .filter(|(_, h)| h.since_segment < segment && !h.sealing)
+                    .filter(|(_, h)| h.since_segment < segment && !h.sealing && h.len() < full)
                     .map(|(id, _)| *id)
                     .take(limit - out.len())
                     .collect();
@@ -342,7 +352,7 @@ mod tests {
         assert!(all.windows(2).all(|w| w[0].ts < w[1].ts));
         assert_eq!(head.first_ts(1), Some(-5));
         assert_eq!(head.last(1), samples.last().copied());
-        let copy = head.copy_for_seal(1).expect("copy");
+        let copy = head.copy_for_seal(1, 1).expect("copy");
         head.remove_sealed(1, &copy[..500]);
         assert_eq!(head.range(1, i64::MIN, i64::MAX), copy[500..].to_vec());
     }
@@ -351,13 +361,13 @@ mod tests {
     fn sealing_copies_and_keeps_writes_made_meanwhile() {
         let head = Head::default();
         head.insert(1, &[Sample::good(10, 1.0), Sample::good(20, 2.0)], 1);
-        let copy = head.copy_for_seal(1).expect("copy");
-        assert!(head.copy_for_seal(1).is_none(), "one seal at a time");
+        let copy = head.copy_for_seal(1, 1).expect("copy");
+        assert!(head.copy_for_seal(1, 1).is_none(), "one seal at a time");
         head.insert(1, &[Sample::good(40, 4.0), Sample::good(1, 0.1)], 3);
         assert_eq!(head.range(1, 0, 100).len(), 4, "still visible while sealing");
         head.remove_sealed(1, &copy);
         let left: Vec<i64> = head.range(1, 0, 100).iter().map(|s| s.ts).collect();
         assert_eq!(left, [1, 40]);
-        assert!(head.copy_for_seal(1).is_some(), "sealing can start again");
+        assert!(head.copy_for_seal(1, 1).is_some(), "sealing can start again");
     }
 }

@@ -132,6 +132,101 @@ struct Inner {
     checkpointing: RwLock<()>,
     batches: Mutex<HashMap<String, (i64, WriteOutcome)>>,
     subscribers: tokio::sync::broadcast::Sender<Arc<Published>>,
+    /// Full heads waiting for the background sealer.
+    seals: Arc<SealQueue>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.seals.close();
+    }
+}
+
+/// Series whose heads are full, sealed by a background thread so that a write is
+/// acknowledged as soon as it is durable; compression then overlaps the next request's
+/// I/O and parsing instead of delaying the reply.
+#[derive(Default)]
+struct SealQueue {
+    state: Mutex<SealState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct SealState {
+    ids: std::collections::VecDeque<SeriesId>,
+    queued: std::collections::HashSet<SeriesId>,
+    busy: bool,
+    closed: bool,
+}
+
+/// Past this many queued series, writers seal inline (backpressure).
+const MAX_QUEUED_SEALS: usize = 4 * SEAL_GROUP;
+
+impl SealQueue {
+    /// Queues `ids`; returns false (queuing nothing) when the queue is too long.
+    fn offer(&self, ids: &[SeriesId]) -> bool {
+        let Ok(mut state) = self.state.lock() else { return false };
+        if state.closed || state.ids.len() >= MAX_QUEUED_SEALS {
+            return false;
+        }
+        for id in ids {
+            if state.queued.insert(*id) {
+                state.ids.push_back(*id);
+            }
+        }
+        self.changed.notify_all();
+        true
+    }
+
+    /// The next group to seal, waiting for one; `None` once closed.
+    fn take(&self) -> Option<Vec<SeriesId>> {
+        let mut state = self.state.lock().ok()?;
+        state.busy = false;
+        self.changed.notify_all();
+        while state.ids.is_empty() && !state.closed {
+            state = self.changed.wait(state).ok()?;
+        }
+        if state.ids.is_empty() {
+            return None;
+        }
+        let n = state.ids.len().min(SEAL_GROUP);
+        let group: Vec<SeriesId> = state.ids.drain(..n).collect();
+        for id in &group {
+            state.queued.remove(id);
+        }
+        state.busy = true;
+        Some(group)
+    }
+
+    /// Waits until nothing is queued or being sealed.
+    fn wait_idle(&self) {
+        let Ok(mut state) = self.state.lock() else { return };
+        while (!state.ids.is_empty() || state.busy) && !state.closed {
+            match self.changed.wait(state) {
+                Ok(next) => state = next,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn close(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.closed = true;
+        }
+        self.changed.notify_all();
+    }
+}
+
+/// The background sealer: holds the engine only while it seals a group.
+fn run_sealer(engine: std::sync::Weak<Inner>, queue: Arc<SealQueue>) {
+    while let Some(group) = queue.take() {
+        let Some(inner) = engine.upgrade() else { return };
+        let db = Tsdb { inner };
+        if let Err(error) = db.seal(&group) {
+            // The samples stay in the head and the WAL; the next write to a full head retries.
+            tracing::error!(%error, series = group.len(), "sealing failed; will retry");
+        }
+    }
 }
 
 /// Series sealed together: one fsync per group, and a bounded number of plain copies.
@@ -174,7 +269,8 @@ impl Tsdb {
             "telemetry engine opened"
         );
         let (subscribers, _) = tokio::sync::broadcast::channel(1024);
-        Ok(Self {
+        let seals = Arc::new(SealQueue::default());
+        let db = Self {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
                 options,
@@ -187,8 +283,20 @@ impl Tsdb {
                 checkpointing: RwLock::new(()),
                 batches: Mutex::new(batches),
                 subscribers,
+                seals: seals.clone(),
             }),
-        })
+        };
+        let engine = Arc::downgrade(&db.inner);
+        std::thread::Builder::new()
+            .name("tsdb-sealer".into())
+            .spawn(move || run_sealer(engine, seals))
+            .map_err(|e| Error::Io(format!("starting the sealer thread: {e}")))?;
+        Ok(db)
+    }
+
+    /// Waits until every full head queued for sealing has been sealed.
+    pub fn wait_for_seals(&self) {
+        self.inner.seals.wait_idle();
     }
 
     /// Writes a batch durably: when this returns `Ok`, the samples survive a crash.
@@ -228,8 +336,12 @@ impl Tsdb {
         if inner.subscribers.receiver_count() > 0 {
             let _ = inner.subscribers.send(Arc::new(Published { series: request.series }));
         }
-        self.seal(&full)?;
+        if !full.is_empty() && !inner.seals.offer(&full) {
+            self.seal(&full)?;
+        }
         if inner.wal.total_bytes() > inner.options.wal_checkpoint_bytes {
+            // Queued seals first, so that the checkpoint never cuts a series that is full.
+            self.wait_for_seals();
             self.checkpoint()?;
         }
         Ok(outcome)
@@ -276,10 +388,12 @@ impl Tsdb {
             return Ok(());
         }
         let _sealing = self.inner.checkpointing.read().map_err(|_| Error::Poisoned)?;
+        // A series queued twice may have been sealed meanwhile: only full heads are sealed.
+        let full = self.inner.options.chunk_samples;
         for group in ids.chunks(SEAL_GROUP) {
             // Copies: the samples stay queryable in the head until their chunk is indexed.
             let copies: Vec<(SeriesId, Vec<Sample>)> =
-                group.iter().filter_map(|id| Some((*id, self.inner.head.copy_for_seal(*id)?))).collect();
+                group.iter().filter_map(|id| Some((*id, self.inner.head.copy_for_seal(*id, full)?))).collect();
             if let Err(error) = self.persist(&copies) {
                 for (id, _) in &copies {
                     self.inner.head.cancel_seal(*id);
@@ -294,9 +408,10 @@ impl Tsdb {
     }
 
     /// Seals every head holding samples from before WAL `segment`, a group at a time.
-    fn seal_older_than(&self, segment: u64) -> Result<()> {
+    /// Heads holding `full` samples or more are left alone.
+    fn seal_older_than(&self, segment: u64, full: usize) -> Result<()> {
         loop {
-            let group = self.inner.head.take_older_than(segment, SEAL_GROUP);
+            let group = self.inner.head.take_older_than(segment, SEAL_GROUP, full);
             if group.is_empty() {
                 return Ok(());
             }
@@ -336,8 +451,11 @@ impl Tsdb {
         };
         let free = if boundary > free {
             tracing::debug!(boundary, "sealing slow series early to bound the WAL");
-            self.seal_older_than(boundary)?;
-            boundary
+            // Full heads are left to the sealer: they are fast series, never cut.
+            self.seal_older_than(boundary, inner.options.chunk_samples)?;
+            let _gate = inner.gate.write().map_err(|_| Error::Poisoned)?;
+            let current = inner.wal.current_segment();
+            inner.head.min_since_segment().unwrap_or(current).min(current)
         } else {
             free
         };
@@ -349,6 +467,7 @@ impl Tsdb {
     /// Seals every head into chunks, whatever its size, and drops the WAL behind them.
     /// For measuring sealed sizes, and for a hub that will be archived.
     pub fn seal_all(&self) -> Result<()> {
+        self.wait_for_seals();
         {
             let _sealing = self.inner.checkpointing.read().map_err(|_| Error::Poisoned)?;
             {
@@ -356,7 +475,7 @@ impl Tsdb {
                 let _gate = self.inner.gate.write().map_err(|_| Error::Poisoned)?;
                 self.inner.wal.rotate()?;
             }
-            self.seal_older_than(u64::MAX)?;
+            self.seal_older_than(u64::MAX, usize::MAX)?;
         }
         self.checkpoint()
     }
