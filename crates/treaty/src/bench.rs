@@ -66,6 +66,10 @@ pub enum BenchCommand {
         /// Skip VictoriaMetrics.
         #[arg(long)]
         no_peer: bool,
+        /// Hours of older history bulk-loaded into Treaty only (e.g. 696 with --hours 24
+        /// for 30 days), through the engine's backfill rather than the HTTP API.
+        #[arg(long, default_value_t = 0)]
+        backfill_hours: i64,
         #[arg(long, default_value = "./treaty-bench")]
         work_dir: PathBuf,
     },
@@ -93,8 +97,16 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             };
             tokio::task::spawn_blocking(move || bench::memory::run(&bench)).await??
         }
-        BenchCommand::Query { assets, signals, hours, queries, no_peer, work_dir } => {
-            let bench = bench::query::QueryBench { assets, signals, hours, queries, work_dir, with_vm: !no_peer };
+        BenchCommand::Query { assets, signals, hours, queries, no_peer, work_dir, backfill_hours } => {
+            let bench = bench::query::QueryBench {
+                assets,
+                signals,
+                hours,
+                queries,
+                work_dir,
+                with_vm: !no_peer,
+                backfill_hours: backfill_hours.max(0),
+            };
             tokio::task::spawn_blocking(move || bench::query::run(&bench)).await??
         }
     };

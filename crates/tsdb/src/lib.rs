@@ -294,6 +294,34 @@ impl Tsdb {
         Ok(db)
     }
 
+    /// Bulk import of history (from another historian, or a benchmark's past): each
+    /// series' samples (sorted by time, unique timestamps) go straight into chunks of
+    /// `chunk_samples` and their rollups, bypassing the WAL and the head. Durable when it
+    /// returns; not published to subscribers; later writes still win where they overlap.
+    pub fn backfill(&self, series: Vec<(SeriesKey, Vec<Sample>)>) -> Result<usize> {
+        for (key, samples) in &series {
+            if samples.windows(2).any(|w| w[0].ts >= w[1].ts) {
+                return Err(Error::Invalid(format!("backfill of `{key}`: samples must be sorted with unique timestamps")));
+            }
+        }
+        let keys: Vec<&SeriesKey> = series.iter().map(|(k, _)| k).collect();
+        let ids = self.inner.series.resolve(&keys)?;
+        let chunk = self.inner.options.chunk_samples;
+        let mut stored = 0;
+        let mut group = Vec::new();
+        for (id, (_, samples)) in ids.into_iter().zip(series) {
+            stored += samples.len();
+            for part in samples.chunks(chunk) {
+                group.push((id, part.to_vec()));
+                if group.len() == SEAL_GROUP {
+                    self.persist(&std::mem::take(&mut group))?;
+                }
+            }
+        }
+        self.persist(&group)?;
+        Ok(stored)
+    }
+
     /// Waits until every full head queued for sealing has been sealed.
     pub fn wait_for_seals(&self) {
         self.inner.seals.wait_idle();
