@@ -62,9 +62,8 @@ pub fn run(bench: &QueryBench) -> anyhow::Result<String> {
                     for asset in (0..bench.assets).filter(|a| a % 2 == w) {
                         let series: Vec<(SeriesKey, Vec<Sample>)> = (0..bench.signals)
                             .map(|k| {
-                                let samples = (-bench.backfill_hours..0)
-                                    .flat_map(|hour| sample_hour(asset, k, hour))
-                                    .collect();
+                                let samples =
+                                    (-bench.backfill_hours..0).flat_map(|hour| sample_hour(asset, k, hour)).collect();
                                 (SeriesKey::new(asset_path(asset), signal_name(k)), samples)
                             })
                             .collect();
@@ -148,7 +147,10 @@ pub fn run(bench: &QueryBench) -> anyhow::Result<String> {
         bench.assets,
         (loaded + backfilled) as f64 / 1e6,
         if backfilled > 0 {
-            format!(" — the oldest {} h backfilled into Treaty only; VictoriaMetrics holds the newest {} h", bench.backfill_hours, bench.hours)
+            format!(
+                " — the oldest {} h backfilled into Treaty only; VictoriaMetrics holds the newest {} h",
+                bench.backfill_hours, bench.hours
+            )
         } else {
             String::new()
         },

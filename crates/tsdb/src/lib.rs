@@ -301,7 +301,9 @@ impl Tsdb {
     pub fn backfill(&self, series: Vec<(SeriesKey, Vec<Sample>)>) -> Result<usize> {
         for (key, samples) in &series {
             if samples.windows(2).any(|w| w[0].ts >= w[1].ts) {
-                return Err(Error::Invalid(format!("backfill of `{key}`: samples must be sorted with unique timestamps")));
+                return Err(Error::Invalid(format!(
+                    "backfill of `{key}`: samples must be sorted with unique timestamps"
+                )));
             }
         }
         let keys: Vec<&SeriesKey> = series.iter().map(|(k, _)| k).collect();

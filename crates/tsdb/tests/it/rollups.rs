@@ -166,3 +166,27 @@ fn sparse_series_are_not_rolled_up_per_minute_but_still_answer() {
     // Hour rollups are written; minute ones are a one-byte marker per record.
     assert!(db.stats().rollup_bytes < 864 * 4, "{:?}", db.stats());
 }
+
+#[test]
+fn backfilled_history_reads_like_written_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Tsdb::open(dir.path(), options()).expect("open");
+    let start = 1_767_225_600_000;
+    let history: Vec<Sample> = (0..3 * 3600).map(|i| Sample::good(start + i * 1000, (i % 113) as f64 / 4.0)).collect();
+    assert_eq!(db.backfill(vec![(key("temp"), history.clone())]).expect("backfill"), history.len());
+    assert_eq!(db.stats().head_samples, 0, "backfill bypasses the head");
+    // A live write over the same time wins, as any later write does.
+    write(&db, vec![(key("temp"), vec![Sample::good(start, 99.0)])]);
+    let mut expected = history.clone();
+    expected[0].value = 99.0;
+    assert_eq!(db.range(&key("temp"), start, start + 3 * HOUR).expect("range"), expected);
+    let hourly = db.aggregate(&key("temp"), start + HOUR, start + 3 * HOUR, HOUR).expect("aggregate");
+    assert_eq!(hourly.resolution, Some(Resolution::Hour));
+    assert_same(&hourly.buckets, &tsdb::aggregate(&expected[3600..], HOUR), "hour rollups of backfilled data");
+    drop(db);
+    let db = Tsdb::open(dir.path(), options()).expect("reopen");
+    assert_eq!(db.range(&key("temp"), start, start + 3 * HOUR).expect("range"), expected);
+    let unsorted = vec![Sample::good(2, 1.0), Sample::good(1, 1.0)];
+    let error = db.backfill(vec![(key("other"), unsorted)]).expect_err("unsorted").to_string();
+    assert!(error.contains("sorted"), "{error}");
+}
