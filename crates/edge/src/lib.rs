@@ -6,6 +6,7 @@
 //! Protocol adapters, the uplink and interlocks follow (issue 4).
 
 pub mod filter;
+pub mod modbus;
 pub mod spool;
 
 pub use filter::{Filter, FilterSpec, Threshold};
