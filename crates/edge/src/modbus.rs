@@ -143,8 +143,10 @@ pub fn plan(tags: &[Tag], max_gap: u16) -> Vec<Read> {
     reads
 }
 
-/// Decodes a register tag from its registers (`words.len() == data_type.registers()`).
-pub fn decode_registers(tag: &Tag, words: &[u16]) -> f64 {
+/// Decodes a register tag from its registers; `None` when there are fewer than its
+/// data type needs.
+pub fn decode_registers(tag: &Tag, words: &[u16]) -> Option<f64> {
+    let words = words.get(..usize::from(tag.data_type.registers()))?;
     let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
     match tag.order {
         Order::Abcd => {}
@@ -172,7 +174,7 @@ pub fn decode_registers(tag: &Tag, words: &[u16]) -> f64 {
             f64::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]])
         }
     };
-    scaled(tag, raw)
+    Some(scaled(tag, raw))
 }
 
 fn scaled(tag: &Tag, raw: f64) -> f64 {
@@ -267,36 +269,59 @@ impl Device {
         }
         for r in 0..self.reads.len() {
             let read = self.reads[r].clone();
-            let Some(context) = self.context.as_mut() else {
+            let Some(mut context) = self.context.take() else {
                 out.extend(self.bad(&read, now, Quality::new(Severity::Bad, status::COMMUNICATION)));
                 continue;
             };
             self.counters.requests += 1;
-            let result = tokio::time::timeout(self.timeout, async {
-                match read.table {
-                    Table::Holding => {
-                        context.read_holding_registers(read.start, read.count).await.map(|r| r.map(Items::Words))
-                    }
-                    Table::Input => {
-                        context.read_input_registers(read.start, read.count).await.map(|r| r.map(Items::Words))
-                    }
-                    Table::Coil => context.read_coils(read.start, read.count).await.map(|r| r.map(Items::Bits)),
-                    Table::Discrete => {
-                        context.read_discrete_inputs(read.start, read.count).await.map(|r| r.map(Items::Bits))
-                    }
+            let (table, start, count) = (read.table, read.start, read.count);
+            // The request runs in its own task: a panic inside the protocol stack (e.g.
+            // tokio-modbus's debug assertion on a short response) ends that request with
+            // bad samples instead of taking the gateway down.
+            let request = tokio::spawn(async move {
+                let result = match table {
+                    Table::Holding => context.read_holding_registers(start, count).await.map(|r| r.map(Items::Words)),
+                    Table::Input => context.read_input_registers(start, count).await.map(|r| r.map(Items::Words)),
+                    Table::Coil => context.read_coils(start, count).await.map(|r| r.map(Items::Bits)),
+                    Table::Discrete => context.read_discrete_inputs(start, count).await.map(|r| r.map(Items::Bits)),
+                };
+                (context, result)
+            });
+            let abort = request.abort_handle();
+            let result = match tokio::time::timeout(self.timeout, request).await {
+                Ok(Ok((context, result))) => {
+                    self.context = Some(context);
+                    Ok(result)
                 }
-            })
-            .await;
+                Ok(Err(panicked)) => {
+                    self.counters.transport_errors += 1;
+                    tracing::warn!(device = %self.address, start = read.start, error = %panicked, "malformed Modbus response; reconnecting");
+                    out.extend(self.bad(&read, now, Quality::new(Severity::Bad, status::COMMUNICATION)));
+                    continue;
+                }
+                Err(elapsed) => {
+                    abort.abort();
+                    Err(elapsed)
+                }
+            };
             match result {
                 Ok(Ok(Ok(items))) if items.len() >= usize::from(read.count) => {
                     for &i in &read.tags {
                         let tag = &self.tags[i];
                         let at = usize::from(tag.address - read.start);
                         let value = match &items {
-                            Items::Words(words) => decode_registers(tag, &words[at..at + usize::from(tag.width())]),
-                            Items::Bits(bits) => scaled(tag, if bits[at] { 1.0 } else { 0.0 }),
+                            Items::Words(words) => words.get(at..).and_then(|w| decode_registers(tag, w)),
+                            Items::Bits(bits) => bits.get(at).map(|b| scaled(tag, if *b { 1.0 } else { 0.0 })),
                         };
-                        out.push((tag.key(), Sample { ts: now, value, quality: Quality::GOOD }));
+                        let sample = match value {
+                            Some(value) => Sample { ts: now, value, quality: Quality::GOOD },
+                            None => Sample {
+                                ts: now,
+                                value: f64::NAN,
+                                quality: Quality::new(Severity::Bad, status::COMMUNICATION),
+                            },
+                        };
+                        out.push((tag.key(), sample));
                     }
                 }
                 Ok(Ok(Ok(_))) => {
@@ -409,26 +434,27 @@ mod tests {
         let f = 1234.5f32.to_bits();
         let (hi, lo) = ((f >> 16) as u16, f as u16);
         let mut t = tag(Table::Holding, 0, DataType::F32);
-        assert_eq!(decode_registers(&t, &[hi, lo]), 1234.5);
+        assert_eq!(decode_registers(&t, &[hi, lo]), Some(1234.5));
         t.order = Order::Cdab;
-        assert_eq!(decode_registers(&t, &[lo, hi]), 1234.5);
+        assert_eq!(decode_registers(&t, &[lo, hi]), Some(1234.5));
         t.order = Order::Badc;
-        assert_eq!(decode_registers(&t, &[hi.swap_bytes(), lo.swap_bytes()]), 1234.5);
+        assert_eq!(decode_registers(&t, &[hi.swap_bytes(), lo.swap_bytes()]), Some(1234.5));
         t.order = Order::Dcba;
-        assert_eq!(decode_registers(&t, &[lo.swap_bytes(), hi.swap_bytes()]), 1234.5);
+        assert_eq!(decode_registers(&t, &[lo.swap_bytes(), hi.swap_bytes()]), Some(1234.5));
         let d = (-2.25f64).to_bits();
         let words = [(d >> 48) as u16, (d >> 32) as u16, (d >> 16) as u16, d as u16];
-        assert_eq!(decode_registers(&tag(Table::Holding, 0, DataType::F64), &words), -2.25);
-        assert_eq!(decode_registers(&tag(Table::Holding, 0, DataType::I16), &[0xfffe]), -2.0);
-        assert_eq!(decode_registers(&tag(Table::Holding, 0, DataType::U32), &[1, 2]), 65538.0);
-        assert_eq!(decode_registers(&tag(Table::Holding, 0, DataType::I32), &[0xffff, 0xfffd]), -3.0);
-        assert_eq!(decode_registers(&tag(Table::Holding, 0, DataType::U64), &[0, 0, 1, 0]), 65536.0);
+        assert_eq!(decode_registers(&tag(Table::Holding, 0, DataType::F64), &words), Some(-2.25));
+        assert_eq!(decode_registers(&tag(Table::Holding, 0, DataType::I16), &[0xfffe]), Some(-2.0));
+        assert_eq!(decode_registers(&tag(Table::Holding, 0, DataType::U32), &[1, 2]), Some(65538.0));
+        assert_eq!(decode_registers(&tag(Table::Holding, 0, DataType::I32), &[0xffff, 0xfffd]), Some(-3.0));
+        assert_eq!(decode_registers(&tag(Table::Holding, 0, DataType::U64), &[0, 0, 1, 0]), Some(65536.0));
         let mut bit = tag(Table::Holding, 0, DataType::Bool);
         bit.bit = Some(3);
-        assert_eq!((decode_registers(&bit, &[0b1000]), decode_registers(&bit, &[0b0111])), (1.0, 0.0));
+        assert_eq!((decode_registers(&bit, &[0b1000]), decode_registers(&bit, &[0b0111])), (Some(1.0), Some(0.0)));
         let mut temperature = tag(Table::Input, 0, DataType::I16);
         (temperature.scale, temperature.offset) = (0.1, -40.0);
-        assert!((decode_registers(&temperature, &[650]) - 25.0).abs() < 1e-9);
+        assert!((decode_registers(&temperature, &[650]).unwrap_or(0.0) - 25.0).abs() < 1e-9);
+        assert_eq!(decode_registers(&tag(Table::Holding, 0, DataType::F64), &[1, 2]), None, "too few registers");
     }
 
     #[test]

@@ -93,3 +93,91 @@ async fn reads_pymodbus_and_survives_its_restart() {
     peer.kill().expect("kill pymodbus");
     let _ = peer.wait();
 }
+
+/// What the faulty server does with the next request.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    Correct,
+    WrongTransactionId,
+    Truncated,
+    Garbage,
+    Silent,
+    ShortRead,
+}
+
+/// A Modbus TCP server that speaks the real wire format but misbehaves on demand: the
+/// faults no real peer can be made to produce.
+async fn faulty_server(listener: tokio::net::TcpListener, fault: std::sync::Arc<std::sync::Mutex<Fault>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while let Ok((mut stream, _)) = listener.accept().await {
+        let fault = fault.clone();
+        tokio::spawn(async move {
+            let mut request = [0u8; 12];
+            while stream.read_exact(&mut request).await.is_ok() {
+                let tid = u16::from_be_bytes([request[0], request[1]]);
+                let count = u16::from_be_bytes([request[10], request[11]]);
+                let mode = *fault.lock().expect("fault");
+                let words: Vec<u8> = (0..count).flat_map(|k| (100 + k).to_be_bytes()).collect();
+                let frame = |tid: u16, words: &[u8]| {
+                    let mut f = Vec::new();
+                    f.extend(tid.to_be_bytes());
+                    f.extend(0u16.to_be_bytes());
+                    f.extend((3 + words.len() as u16).to_be_bytes());
+                    f.push(request[6]);
+                    f.push(0x03);
+                    f.push(words.len() as u8);
+                    f.extend(words);
+                    f
+                };
+                let reply = match mode {
+                    Fault::Correct => frame(tid, &words),
+                    Fault::WrongTransactionId => frame(tid.wrapping_add(7), &words),
+                    Fault::Truncated => frame(tid, &words)[..9].to_vec(),
+                    Fault::Garbage => b"\x00\x01\xff\xff\x00\x03garbage!".to_vec(),
+                    Fault::Silent => Vec::new(),
+                    Fault::ShortRead => frame(tid, &words[..2]),
+                };
+                if stream.write_all(&reply).await.is_err() {
+                    return;
+                }
+                if mode == Fault::Truncated || mode == Fault::Garbage {
+                    return; // and close the connection mid-frame
+                }
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn malformed_frames_wrong_ids_short_reads_and_silence_become_bad_samples() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let fault = std::sync::Arc::new(std::sync::Mutex::new(Fault::Correct));
+    tokio::spawn(faulty_server(listener, fault.clone()));
+    let tags = vec![tag("a", Table::Holding, 0, DataType::U16), tag("b", Table::Holding, 1, DataType::U16)];
+    let mut device = Device::new(address, 1, Duration::from_millis(300), tags);
+    let values = |samples: &[(tsdb::SeriesKey, tsdb::Sample)]| samples.iter().map(|(_, s)| s.value).collect::<Vec<_>>();
+
+    let samples = device.poll(1).await;
+    assert_eq!(values(&samples), [100.0, 101.0]);
+    for (n, mode) in [Fault::WrongTransactionId, Fault::Truncated, Fault::Garbage, Fault::Silent, Fault::ShortRead]
+        .into_iter()
+        .enumerate()
+    {
+        *fault.lock().expect("fault") = mode;
+        let started = Instant::now();
+        let samples = device.poll(10 + n as i64).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "{mode:?} must not hang the poller");
+        assert_eq!(samples.len(), 2, "{mode:?}");
+        assert!(
+            samples.iter().all(|(_, s)| s.quality.severity() == Severity::Bad && s.value.is_nan()),
+            "{mode:?}: {samples:?}"
+        );
+        // The device recovers as soon as the server behaves again.
+        *fault.lock().expect("fault") = Fault::Correct;
+        let samples = device.poll(100 + n as i64).await;
+        assert_eq!(values(&samples), [100.0, 101.0], "after {mode:?}");
+    }
+    let c = device.counters;
+    assert!(c.timeouts >= 1 && c.transport_errors >= 3 && c.connects >= 3, "{c:?}");
+}
