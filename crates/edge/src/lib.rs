@@ -5,6 +5,7 @@
 //! Built so far: the edge filters (`filter`) and the store-and-forward queue (`spool`).
 //! Protocol adapters, the uplink and interlocks follow (issue 4).
 
+pub mod config;
 pub mod filter;
 pub mod modbus;
 pub mod spool;

@@ -172,11 +172,16 @@ impl Catalog {
 }
 
 fn check(spec: SeriesSpec, sample: &Sample, now: Millis, max_future_ms: Millis) -> Result<(), Reason> {
-    if !sample.value.is_finite() {
-        return Err(Reason::NotFinite);
-    }
     if sample.ts > now.saturating_add(max_future_ms) {
         return Err(Reason::InFuture { limit_ms: max_future_ms });
+    }
+    // A sample that is not good records a status (sensor failure, lost connection): its
+    // value may be missing and is not range-checked. A good sample must be a number.
+    if !sample.quality.is_good() {
+        return Ok(());
+    }
+    if !sample.value.is_finite() {
+        return Err(Reason::NotFinite);
     }
     match spec {
         SeriesSpec::Signal { physical_min, physical_max } => {

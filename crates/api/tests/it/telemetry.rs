@@ -166,6 +166,23 @@ async fn every_rejection_reason_is_reported_and_good_samples_are_kept() {
 }
 
 #[tokio::test]
+async fn bad_quality_samples_record_a_status_without_a_value() {
+    let h = Harness::new().await;
+    let t0 = now_ms() - 5_000;
+    let communication_error = 0x8005_0000u32;
+    let body = json!({"series": [{"asset": PUMP, "signal": "bearing_vibration_rms",
+        "timestamps": [t0, t0 + 1000, t0 + 2000], "values": [null, 999.0, null],
+        "qualities": [communication_error, communication_error, 0]}]});
+    let reply = post_json(&h, Role::Device, "/api/v1/telemetry", &body).await;
+    assert_eq!(reply.body["stored"].as_u64(), Some(2), "{}", reply.body);
+    let rejected = reply.body["rejected"].as_array().expect("rejected");
+    assert_eq!((rejected.len(), rejected[0]["code"].as_str()), (1, Some("not_finite")), "a good sample needs a value");
+    let uri = format!("/api/v1/telemetry/range?asset={PUMP}&signal=bearing_vibration_rms&from={t0}");
+    let range = h.call(Method::GET, &uri, Some(h.token(Role::Technician)), None).await;
+    assert_eq!(range.body["samples"]["qualities"], json!([communication_error, communication_error]), "{}", range.body);
+}
+
+#[tokio::test]
 async fn devices_write_only_their_bound_assets() {
     let h = Harness::new().await;
     let t = now_ms();
