@@ -180,6 +180,12 @@ impl Reporter<'_> {
     }
 }
 
+/// A tag reading a register (or one bit of it).
+struct RegisterUse {
+    bit: Option<u8>,
+    by: String,
+}
+
 /// The span of a signal or counter's values, for percentage thresholds.
 fn span_of(model: &AssetModel, signal: &str) -> Option<f64> {
     let def = model.signal(signal)?;
@@ -228,8 +234,8 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
                 format!("`{}` is not host:port with an IP address", device.address),
             );
         }
-        // (table, address) -> (tag's position, bit) for overlap checks within the device.
-        let mut used: HashMap<(Table, u16), Vec<(usize, Option<u8>, String)>> = HashMap::new();
+        // Who reads each (table, register) of the device, and which bit of it.
+        let mut used: HashMap<(Table, u16), Vec<RegisterUse>> = HashMap::new();
         for (p, poll) in device.polls.iter().enumerate() {
             if poll.interval_ms == 0 {
                 reporter.report(0, format!("modbus[{d}].poll[{p}].interval_ms"), "must be at least 1");
@@ -291,7 +297,7 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
                         );
                         break;
                     }
-                    here.push((t, bit, field.clone()));
+                    here.push(RegisterUse { bit, by: field.clone() });
                 }
                 if matches!(entry.filter, FilterSpec::Deadband { threshold: Threshold::PercentOfSpan(_), .. })
                     && tag.data_type == DataType::Bool
