@@ -288,7 +288,8 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
                     .then_some(tag.bit.unwrap_or(0));
                 for register in tag.address..tag.address.saturating_add(tag.width()) {
                     let here = used.entry((tag.table, register)).or_default();
-                    if let Some((_, _, other)) = here.iter().find(|(_, b, _)| b.is_none() || bit.is_none() || *b == bit)
+                    if let Some(RegisterUse { by: other, .. }) =
+                        here.iter().find(|u| u.bit.is_none() || bit.is_none() || u.bit == bit)
                     {
                         reporter.report(
                             at_key("address"),
