@@ -198,7 +198,7 @@ fn span_of(model: &AssetModel, signal: &str) -> Option<f64> {
 /// Parses an edge file and checks it against the fleet's records.
 pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Diagnostics> {
     let mut reporter = Reporter { file, source, found: Vec::new() };
-    let edge: EdgeFile = match toml::from_str(source) {
+    let mut edge: EdgeFile = match toml::from_str(source) {
         Ok(edge) => edge,
         Err(error) => {
             reporter.report(error.span().map_or(0, |s| s.start), String::new(), error.message().trim().to_owned());
@@ -226,6 +226,7 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
             "the hub URL must start with http:// (TLS to the hub is not built yet)",
         );
     }
+    let mut spans = Vec::new();
     for (d, device) in edge.modbus.iter().enumerate() {
         if device.address.parse::<SocketAddr>().is_err() {
             reporter.report(
@@ -280,9 +281,11 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
                         format!("unit `{declared}` does not match {expected} of {}#{} in model `{}`; fix the unit or the scale", entry.asset, entry.signal, model.id),
                     );
                 }
-                if let Err(error) = Filter::new(&entry.filter, span_of(model, &entry.signal)) {
+                let span_of_signal = span_of(model, &entry.signal);
+                if let Err(error) = Filter::new(&entry.filter, span_of_signal) {
                     reporter.report(at_key("filter"), format!("{field}.filter"), error.to_string());
                 }
+                spans.push((d, p, t, span_of_signal));
                 let tag = entry.tag();
                 let bit = (tag.data_type == DataType::Bool && !matches!(tag.table, Table::Coil | Table::Discrete))
                     .then_some(tag.bit.unwrap_or(0));
@@ -312,7 +315,23 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
             }
         }
     }
-    if reporter.found.is_empty() { Ok(edge) } else { Err(Diagnostics(reporter.found)) }
+    if !reporter.found.is_empty() {
+        return Err(Diagnostics(reporter.found));
+    }
+    // Percentages of span become absolute thresholds, so the gateway needs no models.
+    for (d, p, t, span) in spans {
+        let filter = &mut edge.modbus[d].polls[p].tags[t].get_mut().filter;
+        let absolute = |threshold: &mut Threshold| {
+            if let (Threshold::PercentOfSpan(percent), Some(span)) = (*threshold, span) {
+                *threshold = Threshold::Absolute(span * percent / 100.0);
+            }
+        };
+        match filter {
+            FilterSpec::Deadband { threshold, .. } | FilterSpec::SwingingDoor { threshold, .. } => absolute(threshold),
+            FilterSpec::All | FilterSpec::Window { .. } => {}
+        }
+    }
+    Ok(edge)
 }
 
 #[cfg(test)]
@@ -384,6 +403,13 @@ address = 0
         let edge = check("edge.toml", GOOD, &fleet()).unwrap_or_else(|d| panic!("{d}"));
         assert_eq!(edge.modbus[0].polls[0].tags.len(), 2);
         assert_eq!(edge.modbus[0].polls[0].tags[1].get_ref().tag().data_type, DataType::Bool);
+        // 1% of the model's physical span (-20..150 degC) is 1.7 degC.
+        let FilterSpec::SwingingDoor { threshold: Threshold::Absolute(t), .. } =
+            edge.modbus[0].polls[0].tags[0].get_ref().filter
+        else {
+            panic!("threshold not resolved")
+        };
+        assert!((t - 1.7).abs() < 1e-9, "{t}");
     }
 
     #[test]

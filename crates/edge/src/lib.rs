@@ -2,11 +2,14 @@
 //! industrial protocols, sends only what matters to the hub, keeps what it cannot send
 //! yet, and acts locally when it must.
 //!
-//! Built so far: the edge filters (`filter`) and the store-and-forward queue (`spool`).
-//! Protocol adapters, the uplink and interlocks follow (issue 4).
+//! Built so far: the edge file and its check against the fleet (`config`), filters
+//! (`filter`), store-and-forward (`spool`), the Modbus TCP adapter (`modbus`) and the
+//! running gateway with its HTTP uplink (`gateway`). OPC UA, MQTT/Sparkplug and
+//! interlocks follow (issue 4).
 
 pub mod config;
 pub mod filter;
+pub mod gateway;
 pub mod modbus;
 pub mod spool;
 

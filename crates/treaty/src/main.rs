@@ -4,6 +4,7 @@
 
 mod audit;
 mod bench;
+mod edge;
 mod import;
 mod logging;
 mod serve;
@@ -48,9 +49,14 @@ enum Command {
     Import(import::ImportArgs),
     /// Check a fleet file and list every problem with file:line:column (exit code 2 if any).
     CheckConfig {
-        /// The fleet file, e.g. examples/fleet.toml.
+        /// A fleet file (e.g. examples/fleet.toml) or an edge file (e.g. examples/edge.toml).
         file: PathBuf,
+        /// For an edge file: the fleet its tag map must match.
+        #[arg(long)]
+        fleet: Option<PathBuf>,
     },
+    /// Run the edge gateway: poll devices, filter, store and forward to the hub.
+    Edge(edge::EdgeArgs),
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -85,7 +91,22 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Import(args) => import::run(args).await,
-            Command::CheckConfig { file } => import::check(&file),
+            Command::CheckConfig { file, fleet } => {
+                if std::fs::read_to_string(&file).is_ok_and(|s| edge::is_edge_file(&s)) {
+                    match edge::check(&file, fleet.as_deref()) {
+                        Ok(Ok(edge)) => {
+                            let tags: usize = edge.modbus.iter().flat_map(|d| &d.polls).map(|p| p.tags.len()).sum();
+                            println!("{}: ok ({} device(s), {tags} tag(s))", file.display(), edge.modbus.len());
+                            Ok(ExitCode::SUCCESS)
+                        }
+                        Ok(Err(code)) => Ok(code),
+                        Err(error) => Err(error),
+                    }
+                } else {
+                    import::check(&file)
+                }
+            }
+            Command::Edge(args) => edge::run(args).await,
             Command::Token(command) => token::run(command).await,
             Command::Audit(command) => audit::run(command).await,
             Command::Bench(command) => bench::run(command).await,

@@ -145,7 +145,7 @@ fn install_metrics() -> anyhow::Result<api::MetricsRender> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM; in-flight requests then finish before exit.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for Ctrl-C");

@@ -1,5 +1,7 @@
 //! End-to-end tests of the `treaty` binary: the commands a new user runs, as processes.
 
+mod edge;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -128,8 +130,12 @@ impl Server {
     }
 
     fn start_with(data: &str, env_token: Option<&str>, import: bool) -> Server {
+        Self::start_on(data, env_token, import, "127.0.0.1:0")
+    }
+
+    fn start_on(data: &str, env_token: Option<&str>, import: bool, bind: &str) -> Server {
         let mut command = treaty();
-        command.args(["serve", "--data-dir", data, "--bind", "127.0.0.1:0"]);
+        command.args(["serve", "--data-dir", data, "--bind", bind]);
         if import {
             command.args(["--import", &example()]);
         }

@@ -1,0 +1,268 @@
+//! The running gateway (`treaty edge`): Modbus pollers -> per-tag filters -> batches in
+//! the store-and-forward spool -> the uplink, which sends them to the hub's JSON batch
+//! endpoint with the spool sequence as batch id and acknowledges them in the spool only
+//! after the hub replied 2xx. The gateway opens no listening port.
+
+use crate::config::EdgeFile;
+use crate::filter::Filter;
+use crate::modbus::Device;
+use crate::spool::{Entry, Spool, SpoolOptions};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tsdb::{Sample, SeriesKey};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("store-and-forward queue: {0}")]
+    Spool(#[from] crate::spool::SpoolError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Runs the gateway (an edge file that passed `config::check`) until `stop` turns true.
+pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>) -> Result<(), GatewayError> {
+    let spool_dir = edge.gateway.spool_dir.clone();
+    let options = SpoolOptions {
+        max_bytes: edge.gateway.spool_max_mb.saturating_mul(1 << 20),
+        overflow: edge.gateway.overflow,
+        ..SpoolOptions::default()
+    };
+    let spool = Arc::new(
+        tokio::task::spawn_blocking(move || Spool::open(&spool_dir, options))
+            .await
+            .map_err(|e| GatewayError::Config(e.to_string()))??,
+    );
+    let (samples, mut incoming) = mpsc::channel::<Vec<(SeriesKey, Sample)>>(1024);
+    for device in &edge.modbus {
+        let address = device
+            .address
+            .parse()
+            .map_err(|_| GatewayError::Config(format!("bad device address {}", device.address)))?;
+        for poll in &device.polls {
+            let tags: Vec<_> = poll.tags.iter().map(|t| t.get_ref().tag()).collect();
+            let mut filters: HashMap<SeriesKey, Filter> = HashMap::new();
+            for entry in &poll.tags {
+                let entry = entry.get_ref();
+                // `check` turned percentages into absolute thresholds from the models.
+                let filter = Filter::new(&entry.filter, None).map_err(|e| GatewayError::Config(e.to_string()))?;
+                filters.insert(SeriesKey::new(entry.asset.clone(), entry.signal.clone()), filter);
+            }
+            let mut device = Device::new(address, device.unit, Duration::from_millis(device.timeout_ms), tags);
+            let interval = Duration::from_millis(poll.interval_ms.max(1));
+            let samples = samples.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.changed() => return,
+                    }
+                    let mut out = Vec::new();
+                    for (key, sample) in device.poll(now_ms()).await {
+                        let mut sent = Vec::new();
+                        match filters.get_mut(&key) {
+                            Some(filter) => filter.push(sample, &mut sent),
+                            None => sent.push(sample),
+                        }
+                        out.extend(sent.into_iter().map(|s| (key.clone(), s)));
+                    }
+                    if !out.is_empty() && samples.send(out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+    drop(samples);
+    // Batcher: what arrived during `batch_ms` becomes one durable spool record.
+    let batcher_spool = spool.clone();
+    let batch_every = Duration::from_millis(edge.gateway.batch_ms.max(10));
+    let batcher = tokio::spawn(async move {
+        let mut pending: BTreeMap<SeriesKey, Vec<Sample>> = BTreeMap::new();
+        let mut tick = tokio::time::interval(batch_every);
+        loop {
+            tokio::select! {
+                received = incoming.recv() => {
+                    if let Some(samples) = received {
+                        for (key, sample) in samples {
+                            pending.entry(key).or_default().push(sample);
+                        }
+                        continue;
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+            if !pending.is_empty() {
+                let batch: Vec<(SeriesKey, Vec<Sample>)> = std::mem::take(&mut pending).into_iter().collect();
+                let spool = batcher_spool.clone();
+                match tokio::task::spawn_blocking(move || spool.push(&batch)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => tracing::error!(%error, "cannot queue samples for the hub"),
+                    Err(error) => tracing::error!(%error, "queueing task failed"),
+                }
+            }
+            if incoming.is_closed() && incoming.is_empty() {
+                return;
+            }
+        }
+    });
+    let uplink = tokio::spawn(uplink(edge.gateway.hub.clone(), edge.gateway.id.clone(), token, spool, stop.clone()));
+    let _ = stop.changed().await;
+    batcher.abort();
+    let _ = uplink.await;
+    Ok(())
+}
+
+/// Sends queued batches to the hub in order, forever; backs off while it cannot.
+async fn uplink(hub: String, gateway: String, token: String, spool: Arc<Spool>, mut stop: watch::Receiver<bool>) {
+    let address = hub.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut backoff = Duration::from_millis(200);
+    let mut client: Option<HttpClient> = None;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let peek = spool.clone();
+        let entries = match tokio::task::spawn_blocking(move || peek.peek(16)).await {
+            Ok(Ok(entries)) => entries,
+            _ => Vec::new(),
+        };
+        if entries.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                _ = stop.changed() => return,
+            }
+        }
+        for entry in entries {
+            let body = batch_json(&gateway, &entry);
+            if client.is_none() {
+                client = HttpClient::connect(&address).await.ok();
+            }
+            let result = match client.as_mut() {
+                Some(c) => c.post("/api/v1/telemetry", &token, &body).await,
+                None => Err(format!("cannot connect to the hub at {address}")),
+            };
+            match result {
+                Ok((status, reply)) if (200..300).contains(&status) => {
+                    backoff = Duration::from_millis(200);
+                    let ack = spool.clone();
+                    let seq = entry.seq;
+                    if let Ok(Err(error)) = tokio::task::spawn_blocking(move || ack.ack(seq)).await {
+                        tracing::error!(%error, "cannot record a delivered batch");
+                    }
+                    tracing::debug!(seq, reply = %String::from_utf8_lossy(&reply), "batch delivered");
+                }
+                Ok((status, reply)) if status == 400 || status == 413 || status == 422 => {
+                    // The hub will never take this batch: keeping it would block the queue.
+                    tracing::error!(seq = entry.seq, status, reply = %String::from_utf8_lossy(&reply), "the hub refused a batch; dropping it");
+                    let ack = spool.clone();
+                    let seq = entry.seq;
+                    let _ = tokio::task::spawn_blocking(move || ack.ack(seq)).await;
+                }
+                outcome => {
+                    match outcome {
+                        Ok((status, reply)) => {
+                            tracing::warn!(status, reply = %String::from_utf8_lossy(&reply), "the hub did not take a batch; retrying")
+                        }
+                        Err(error) => tracing::warn!(%error, "the hub is unreachable; samples stay queued"),
+                    }
+                    client = None;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The hub's JSON batch for a spool entry; the batch id makes a replay a no-op.
+fn batch_json(gateway: &str, entry: &Entry) -> Vec<u8> {
+    let series: Vec<serde_json::Value> = entry
+        .series
+        .iter()
+        .map(|(key, samples)| {
+            serde_json::json!({
+                "asset": key.asset,
+                "signal": key.signal,
+                "timestamps": samples.iter().map(|s| s.ts).collect::<Vec<_>>(),
+                "values": samples.iter().map(|s| if s.value.is_finite() { Some(s.value) } else { None }).collect::<Vec<_>>(),
+                "qualities": samples.iter().map(|s| s.quality.0).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"batch_id": format!("{gateway}-{}", entry.seq), "series": series}))
+        .unwrap_or_default()
+}
+
+/// A minimal HTTP/1.1 client with keep-alive, enough for the uplink's POSTs.
+struct HttpClient {
+    host: String,
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl HttpClient {
+    async fn connect(address: &str) -> Result<Self, String> {
+        let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(address))
+            .await
+            .map_err(|_| format!("connecting to {address} timed out"))?
+            .map_err(|e| format!("connecting to {address}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        Ok(Self { host: address.to_owned(), reader: BufReader::new(read), writer: write })
+    }
+
+    async fn post(&mut self, path: &str, token: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.host,
+            body.len()
+        );
+        let exchange = async {
+            self.writer.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+            self.writer.write_all(body).await.map_err(|e| e.to_string())?;
+            let mut line = String::new();
+            self.reader.read_line(&mut line).await.map_err(|e| e.to_string())?;
+            let status: u16 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| format!("bad status line `{}`", line.trim()))?;
+            let mut length = 0usize;
+            loop {
+                line.clear();
+                if self.reader.read_line(&mut line).await.map_err(|e| e.to_string())? == 0 {
+                    return Err("the hub closed the connection".to_owned());
+                }
+                let header = line.trim_end();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().map_err(|_| "bad content-length".to_owned())?;
+                }
+            }
+            let mut reply = vec![0u8; length.min(16 << 20)];
+            self.reader.read_exact(&mut reply).await.map_err(|e| e.to_string())?;
+            Ok((status, reply))
+        };
+        tokio::time::timeout(Duration::from_secs(30), exchange)
+            .await
+            .map_err(|_| "the hub did not answer in 30 s".to_owned())?
+    }
+}

@@ -1,0 +1,110 @@
+//! The whole path from a machine to the hub: pymodbus's server (a PLC) -> `treaty edge`
+//! (poll, filter, spool, uplink) -> `treaty serve`; then the hub is killed and restarted
+//! while the gateway keeps polling, and what was read meanwhile arrives afterwards.
+
+use super::{Server, run, text, treaty};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PUMP: &str = "acme/plant-1/line-1/p-101";
+const ADMIN: &str = "trt_edge-test-admin-token-0123456789abcdef";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn modbus_server(port: u16) -> Child {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../edge/tests/peers/modbus_server.py");
+    let child =
+        Command::new("python3").arg(script).arg(port.to_string()).stderr(Stdio::null()).spawn().expect("python3");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "pymodbus did not start: `pip install pymodbus==3.16.1` (.ci/run does)");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
+fn latest(server: &Server) -> serde_json::Value {
+    let (status, body) = server.get(&format!("/api/v1/telemetry/latest?asset={PUMP}"), ADMIN);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("json")
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("hub");
+    let data = data.to_str().expect("utf-8");
+    let bind = format!("127.0.0.1:{}", free_port());
+    let mut hub = Server::start_on(data, Some(ADMIN), true, &bind);
+    let created =
+        run(&["token", "create", "--role", "device", "--name", "gw", "--asset", "acme/plant-1", "--data-dir", data]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let device_token = text(&created.stdout).trim().to_owned();
+    let modbus_port = free_port();
+    let mut plc = modbus_server(modbus_port);
+
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/edge.toml")).expect("example");
+    let edge_file = dir.path().join("edge.toml");
+    let config = example
+        .replace("http://127.0.0.1:8080", &format!("http://{bind}"))
+        .replace("127.0.0.1:5020", &format!("127.0.0.1:{modbus_port}"))
+        .replace("./treaty-edge-spool", &dir.path().join("spool").display().to_string())
+        .replace("interval_ms = 1000", "interval_ms = 200")
+        .replace("batch_ms = 1000", "batch_ms = 200");
+    std::fs::write(&edge_file, config).expect("write edge file");
+    let edge_path = edge_file.to_str().expect("utf-8");
+    let fleet = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/fleet.toml");
+    let checked = run(&["check-config", edge_path, "--fleet", fleet]);
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    let mut gateway = treaty()
+        .args(["edge", "--config", edge_path, "--fleet", fleet])
+        .env("TREATY_DEVICE_TOKEN", &device_token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn treaty edge");
+
+    // Every tag arrives, decoded, scaled and in range.
+    wait_for("the gateway's first samples", || latest(&hub)["signals"]["running"]["value"] == 1.0);
+    let signals = latest(&hub)["signals"].clone();
+    assert_eq!(signals["bearing_temperature"]["value"], 42.0);
+    assert_eq!(signals["flow"]["value"], 123.45);
+    assert_eq!(signals["discharge_pressure"]["value"], 7.75);
+
+    // The hub dies; the gateway keeps reading the PLC into its spool.
+    hub.child.kill().expect("SIGKILL the hub");
+    let _ = hub.child.wait();
+    let outage_start = now_ms();
+    std::thread::sleep(Duration::from_secs(3));
+    let outage_end = now_ms();
+    let hub = Server::start_on(data, Some(ADMIN), false, &bind);
+    // `running` is read every 200 ms and sent unfiltered: the outage's readings arrive.
+    let during = || {
+        let path = format!("/api/v1/telemetry/range?asset={PUMP}&signal=running&from={outage_start}&to={outage_end}");
+        let (status, body) = hub.get(&path, ADMIN);
+        assert_eq!(status, 200, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+        body["samples"]["timestamps"].as_array().map_or(0, Vec::len)
+    };
+    wait_for("the samples read during the outage", || during() >= 10);
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    let _ = plc.kill();
+    let _ = plc.wait();
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
