@@ -8,6 +8,7 @@ pub mod filters;
 mod http;
 mod hub;
 pub mod memory;
+pub mod outage;
 mod peers;
 pub mod query;
 

@@ -191,7 +191,7 @@ async fn uplink(hub: String, gateway: String, token: String, spool: Arc<Spool>, 
 }
 
 /// The hub's JSON batch for a spool entry; the batch id makes a replay a no-op.
-fn batch_json(gateway: &str, entry: &Entry) -> Vec<u8> {
+pub fn batch_json(gateway: &str, entry: &Entry) -> Vec<u8> {
     let series: Vec<serde_json::Value> = entry
         .series
         .iter()

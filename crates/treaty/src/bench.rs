@@ -37,6 +37,16 @@ pub enum BenchCommand {
         #[arg(long, default_value = "../shared/data")]
         data_dir: PathBuf,
     },
+    /// An uplink outage: the edge spool queues it, then replays it to a hub in order.
+    Outage {
+        #[arg(long, default_value_t = 30)]
+        minutes: i64,
+        /// Samples per second during the outage.
+        #[arg(long, default_value_t = 1000)]
+        rate: usize,
+        #[arg(long, default_value = "./treaty-bench")]
+        work_dir: PathBuf,
+    },
     /// Resident memory of a real `treaty serve` while series at 1 Hz stream in.
     Memory {
         #[arg(long, default_value_t = 10_000)]
@@ -85,6 +95,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::EdgeFilters { data_dir } => {
             let bench = bench::filters::FilterBench { data_dir };
             tokio::task::spawn_blocking(move || bench::filters::run(&bench)).await??
+        }
+        BenchCommand::Outage { minutes, rate, work_dir } => {
+            let bench = bench::outage::OutageBench { minutes: minutes.max(1), rate: rate.max(1), work_dir };
+            tokio::task::spawn_blocking(move || bench::outage::run(&bench)).await??
         }
         BenchCommand::Memory { series, seconds, seconds_per_request, work_dir } => {
             let treaty = std::env::current_exe()?;
