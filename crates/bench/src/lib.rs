@@ -5,6 +5,7 @@
 
 pub mod datasets;
 pub mod filters;
+pub mod gateway;
 mod http;
 mod hub;
 pub mod memory;

@@ -27,7 +27,7 @@ pub struct MemoryBench {
 }
 
 /// A fleet file with `assets` assets of one model with `SIGNALS` signals.
-fn fleet_file(assets: usize) -> String {
+pub(crate) fn fleet_file(assets: usize) -> String {
     let mut out = String::from(
         "[[customer]]\nid = \"bench\"\nname = \"Benchmark\"\n\n[[site]]\nid = \"bench/site\"\nname = \"Site\"\n\n\
          [[line]]\nid = \"bench/site/line\"\nname = \"Line\"\n\n[[asset_model]]\nid = \"bench-model\"\nname = \"Bench\"\ncategory = \"bench\"\n",
@@ -77,7 +77,7 @@ fn body(series: usize, from: i64, seconds: i64, start_ms: i64) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()

@@ -37,6 +37,21 @@ pub enum BenchCommand {
         #[arg(long, default_value = "../shared/data")]
         data_dir: PathBuf,
     },
+    /// A `treaty edge` process polling many Modbus devices (pymodbus): its CPU and memory.
+    Gateway {
+        #[arg(long, default_value_t = 50)]
+        devices: usize,
+        /// Holding registers per device (at most 200).
+        #[arg(long, default_value_t = 100)]
+        registers: usize,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// The pymodbus server script.
+        #[arg(long, default_value = "crates/edge/tests/peers/modbus_server.py")]
+        modbus_server: PathBuf,
+        #[arg(long, default_value = "./treaty-bench")]
+        work_dir: PathBuf,
+    },
     /// An uplink outage: the edge spool queues it, then replays it to a hub in order.
     Outage {
         #[arg(long, default_value_t = 30)]
@@ -95,6 +110,11 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::EdgeFilters { data_dir } => {
             let bench = bench::filters::FilterBench { data_dir };
             tokio::task::spawn_blocking(move || bench::filters::run(&bench)).await??
+        }
+        BenchCommand::Gateway { devices, registers, seconds, modbus_server, work_dir } => {
+            let treaty = std::env::current_exe()?;
+            let bench = bench::gateway::GatewayBench { devices, registers, seconds, treaty, modbus_server, work_dir };
+            tokio::task::spawn_blocking(move || bench::gateway::run(&bench)).await??
         }
         BenchCommand::Outage { minutes, rate, work_dir } => {
             let bench = bench::outage::OutageBench { minutes: minutes.max(1), rate: rate.max(1), work_dir };

@@ -1,0 +1,123 @@
+//! `treaty bench gateway`: one `treaty edge` process polling `devices` Modbus TCP servers
+//! (pymodbus, one process serving every port) with `registers` holding registers each,
+//! once a second, and sending everything to a hub. Reports the gateway's resident memory
+//! and CPU (from `/proc`) and checks that the hub received every reading.
+
+use crate::datasets::{asset_path, signal_name};
+use crate::hub::Hub;
+use crate::memory::{fleet_file, status_kib};
+use anyhow::{Context, bail};
+use std::fmt::Write as _;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tsdb::SeriesKey;
+
+pub struct GatewayBench {
+    pub devices: usize,
+    pub registers: usize,
+    pub seconds: u64,
+    pub treaty: PathBuf,
+    /// The pymodbus server script (crates/edge/tests/peers/modbus_server.py).
+    pub modbus_server: PathBuf,
+    pub work_dir: PathBuf,
+}
+
+/// Clock ticks of user + system CPU a process has used.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+pub fn run(bench: &GatewayBench) -> anyhow::Result<String> {
+    anyhow::ensure!(bench.registers <= 200, "the test server has 200 registers per device");
+    let dir = bench.work_dir.join("gateway");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let tags = bench.devices * bench.registers;
+    let assets = tags.div_ceil(20);
+    let hub = Hub::start(&dir.join("hub"), assets)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().saturating_add(1000);
+    let mut plc = Command::new("python3")
+        .arg(&bench.modbus_server)
+        .args([port.to_string(), bench.devices.to_string()])
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting pymodbus (pip install pymodbus==3.16.1)")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (0..bench.devices).any(|d| TcpStream::connect(("127.0.0.1", port + d as u16)).is_err()) {
+        if Instant::now() > deadline {
+            let _ = plc.kill();
+            bail!("pymodbus did not open {} ports from {port}", bench.devices);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let fleet = dir.join("fleet.toml");
+    std::fs::write(&fleet, fleet_file(assets))?;
+    let mut edge = format!(
+        "[gateway]\nid = \"gw-bench\"\nhub = \"http://{}\"\nspool_dir = \"{}\"\nbatch_ms = 1000\n",
+        hub.address,
+        dir.join("spool").display()
+    );
+    for d in 0..bench.devices {
+        let _ = write!(
+            edge,
+            "\n[[modbus]]\nname = \"plc-{d}\"\naddress = \"127.0.0.1:{}\"\n\n[[modbus.poll]]\ninterval_ms = 1000\n",
+            port + d as u16
+        );
+        for k in 0..bench.registers {
+            let n = d * bench.registers + k;
+            let _ = write!(
+                edge,
+                "[[modbus.poll.tag]]\nasset = \"{}\"\nsignal = \"{}\"\ntable = \"holding\"\naddress = {}\n",
+                asset_path(n / 20),
+                signal_name(n % 20),
+                20 + k
+            );
+        }
+    }
+    let edge_file = dir.join("edge.toml");
+    std::fs::write(&edge_file, edge)?;
+    let mut gateway = Command::new(&bench.treaty)
+        .args(["edge", "--log-level", "warn", "--config"])
+        .arg(&edge_file)
+        .arg("--fleet")
+        .arg(&fleet)
+        .env("TREATY_DEVICE_TOKEN", &hub.token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting treaty edge")?;
+    let pid = gateway.id();
+    std::thread::sleep(Duration::from_secs(3)); // connect and settle
+    let (ticks_before, started) = (cpu_ticks(pid).unwrap_or(0), Instant::now());
+    let window_start = model::Timestamp::now().0;
+    std::thread::sleep(Duration::from_secs(bench.seconds));
+    let (ticks_after, elapsed) = (cpu_ticks(pid).unwrap_or(0), started.elapsed());
+    let window_end = model::Timestamp::now().0;
+    let (rss, peak) = (status_kib(pid, "VmRSS:").unwrap_or(0), status_kib(pid, "VmHWM:").unwrap_or(0));
+    std::thread::sleep(Duration::from_secs(2)); // let the last batches arrive
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    let _ = plc.kill();
+    let _ = plc.wait();
+    let mut received = 0usize;
+    for n in 0..tags {
+        received +=
+            hub.tsdb.range(&SeriesKey::new(asset_path(n / 20), signal_name(n % 20)), window_start, window_end)?.len();
+    }
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    let cpu = (ticks_after - ticks_before) as f64 / ticks_per_second / elapsed.as_secs_f64() * 100.0;
+    let expected = tags as f64 * (window_end - window_start) as f64 / 1000.0;
+    let mut report = format!(
+        "## Edge gateway load: {} Modbus TCP devices x {} registers, polled once a second ({} registers/s), {} s\n\n| measure | value |\n|---|---|\n",
+        bench.devices, bench.registers, tags, bench.seconds
+    );
+    let _ = writeln!(report, "| gateway CPU | {cpu:.1}% of one core |");
+    let _ =
+        writeln!(report, "| gateway RSS (now / peak) | {:.1} / {:.1} MiB |", rss as f64 / 1024.0, peak as f64 / 1024.0);
+    let _ = writeln!(report, "| readings at the hub in the window | {received} (expected about {expected:.0}) |");
+    Ok(report)
+}
