@@ -21,6 +21,46 @@ pub struct EdgeFile {
     pub gateway: Gateway,
     #[serde(default)]
     pub modbus: Vec<ModbusDevice>,
+    /// Local rules that write to a machine without the hub.
+    #[serde(rename = "interlock", default)]
+    pub interlocks: Vec<Spanned<Interlock>>,
+}
+
+/// "If `signal` of `asset` is above (or below) a limit for `for_ms`, write `value` to
+/// `table`/`address` of `device`." The write happens once per excursion.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interlock {
+    pub name: String,
+    pub asset: String,
+    pub signal: String,
+    #[serde(default)]
+    pub above: Option<f64>,
+    #[serde(default)]
+    pub below: Option<f64>,
+    #[serde(default)]
+    pub for_ms: u64,
+    pub device: String,
+    pub table: Table,
+    pub address: u16,
+    pub value: f64,
+}
+
+impl Interlock {
+    /// Whether a value is past the limit.
+    pub fn tripped(&self, value: f64) -> bool {
+        self.above.is_some_and(|limit| value > limit) || self.below.is_some_and(|limit| value < limit)
+    }
+}
+
+/// A register or coil that interlocks may write, and the values allowed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Writable {
+    pub table: Table,
+    pub address: u16,
+    pub min: f64,
+    pub max: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +82,9 @@ pub struct Gateway {
     /// Samples are batched for this long before they are queued for the hub.
     #[serde(default = "default_batch_ms")]
     pub batch_ms: u64,
+    /// Writes to machines (interlocks) are refused unless this is true.
+    #[serde(default)]
+    pub field_writes: bool,
 }
 
 fn default_token_env() -> String {
@@ -68,6 +111,9 @@ pub struct ModbusDevice {
     pub timeout_ms: u64,
     #[serde(rename = "poll", default)]
     pub polls: Vec<PollGroup>,
+    /// The only places of this device an interlock may write.
+    #[serde(default)]
+    pub writable: Vec<Writable>,
 }
 
 fn default_unit() -> u8 {
@@ -315,6 +361,7 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
             }
         }
     }
+    check_interlocks(&edge, source, &mut reporter);
     if !reporter.found.is_empty() {
         return Err(Diagnostics(reporter.found));
     }
@@ -332,6 +379,74 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
         }
     }
     Ok(edge)
+}
+
+fn check_interlocks(edge: &EdgeFile, source: &str, reporter: &mut Reporter<'_>) {
+    let read: std::collections::HashSet<(&str, &str)> = edge
+        .modbus
+        .iter()
+        .flat_map(|d| &d.polls)
+        .flat_map(|p| &p.tags)
+        .map(|t| (t.get_ref().asset.as_str(), t.get_ref().signal.as_str()))
+        .collect();
+    for (i, spanned) in edge.interlocks.iter().enumerate() {
+        let span = spanned.span();
+        let at_key = |key: &str| key_offset(source, &span, key);
+        let rule = spanned.get_ref();
+        let field = format!("interlock[{i}]");
+        if !edge.gateway.field_writes {
+            reporter.report(
+                span.start,
+                field.clone(),
+                format!("interlock `{}` writes to a machine, but field writes are off: set `field_writes = true` in [gateway]", rule.name),
+            );
+        }
+        if rule.above.is_some() == rule.below.is_some() {
+            reporter.report(at_key("asset"), field.clone(), "give exactly one of `above` or `below`");
+        }
+        if !read.contains(&(rule.asset.as_str(), rule.signal.as_str())) {
+            reporter.report(
+                at_key("signal"),
+                format!("{field}.signal"),
+                format!(
+                    "{}#{} is not read by any tag of this gateway, so the rule could never fire",
+                    rule.asset, rule.signal
+                ),
+            );
+        }
+        let Some(device) = edge.modbus.iter().find(|d| d.name == rule.device) else {
+            reporter.report(
+                at_key("device"),
+                format!("{field}.device"),
+                format!("no [[modbus]] device is named `{}`", rule.device),
+            );
+            continue;
+        };
+        if !matches!(rule.table, Table::Coil | Table::Holding) {
+            reporter.report(
+                at_key("table"),
+                format!("{field}.table"),
+                "only coils and holding registers can be written",
+            );
+        }
+        match device.writable.iter().find(|w| w.table == rule.table && w.address == rule.address) {
+            None => reporter.report(
+                at_key("address"),
+                format!("{field}.address"),
+                format!(
+                    "{:?} {} of `{}` is not allow-listed: add it to [[modbus.writable]] with its allowed range",
+                    rule.table, rule.address, rule.device
+                )
+                .to_lowercase(),
+            ),
+            Some(w) if !(w.min..=w.max).contains(&rule.value) => reporter.report(
+                at_key("value"),
+                format!("{field}.value"),
+                format!("{} is outside the allowed range [{}, {}] of that address", rule.value, w.min, w.max),
+            ),
+            Some(_) => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -410,6 +525,25 @@ address = 0
             panic!("threshold not resolved")
         };
         assert!((t - 1.7).abs() < 1e-9, "{t}");
+    }
+
+    #[test]
+    fn interlocks_need_field_writes_an_allow_list_and_a_value_in_range() {
+        let rule = "\n[[interlock]]\nname = \"stop on overheat\"\nasset = \"acme/p/l/p-1\"\nsignal = \"temperature\"\nabove = 90.0\ndevice = \"plc\"\ntable = \"coil\"\naddress = 5\nvalue = 1\n";
+        let off = format!("{GOOD}{rule}");
+        let found = check("edge.toml", &off, &fleet()).expect_err("writes are off").0;
+        let text: Vec<String> = found.iter().map(ToString::to_string).collect();
+        assert!(text.iter().any(|t| t.contains("field writes are off")), "{text:?}");
+        assert!(text.iter().any(|t| t.contains("coil 5 of `plc` is not allow-listed")), "{text:?}");
+        let allowed = off.replace("spool_dir = \"spool\"", "spool_dir = \"spool\"\nfield_writes = true").replace(
+            "address = \"127.0.0.1:5020\"",
+            "address = \"127.0.0.1:5020\"\n\n[[modbus.writable]]\ntable = \"coil\"\naddress = 5\nmin = 0\nmax = 1",
+        );
+        let edge = check("edge.toml", &allowed, &fleet()).unwrap_or_else(|d| panic!("{d}"));
+        assert!(edge.interlocks[0].get_ref().tripped(91.0) && !edge.interlocks[0].get_ref().tripped(90.0));
+        let too_big = allowed.replace("value = 1\n", "value = 7\n");
+        let found = check("edge.toml", &too_big, &fleet()).expect_err("out of range").0;
+        assert!(found[0].message.contains("outside the allowed range [0, 1]"), "{}", found[0]);
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! endpoint with the spool sequence as batch id and acknowledges them in the spool only
 //! after the hub replied 2xx. The gateway opens no listening port.
 
-use crate::config::EdgeFile;
+use crate::config::{EdgeFile, Interlock};
 use crate::filter::Filter;
 use crate::modbus::Device;
+use crate::modbus::Table;
 use crate::spool::{Entry, Spool, SpoolOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -42,6 +43,24 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
             .map_err(|e| GatewayError::Config(e.to_string()))??,
     );
     let (samples, mut incoming) = mpsc::channel::<Vec<(SeriesKey, Sample)>>(1024);
+    // One writer (with its own connection) per device an interlock writes to.
+    let audit = edge.gateway.spool_dir.join("interlock-audit.jsonl");
+    let mut writers: HashMap<String, mpsc::Sender<WriteCommand>> = HashMap::new();
+    for rule in &edge.interlocks {
+        let rule = rule.get_ref();
+        if writers.contains_key(&rule.device) {
+            continue;
+        }
+        let Some(device) = edge.modbus.iter().find(|d| d.name == rule.device) else { continue };
+        let address: std::net::SocketAddr = device
+            .address
+            .parse()
+            .map_err(|_| GatewayError::Config(format!("bad device address {}", device.address)))?;
+        let (send, receive) = mpsc::channel(64);
+        let timeout = Duration::from_millis(device.timeout_ms);
+        tokio::spawn(writer(device.name.clone(), address, device.unit, timeout, receive, audit.clone()));
+        writers.insert(rule.device.clone(), send);
+    }
     for device in &edge.modbus {
         let address = device
             .address
@@ -56,6 +75,15 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
                 let filter = Filter::new(&entry.filter, None).map_err(|e| GatewayError::Config(e.to_string()))?;
                 filters.insert(SeriesKey::new(entry.asset.clone(), entry.signal.clone()), filter);
             }
+            let mut rules: Vec<Armed> = edge
+                .interlocks
+                .iter()
+                .map(|r| r.get_ref())
+                .filter(|r| filters.contains_key(&SeriesKey::new(r.asset.clone(), r.signal.clone())))
+                .filter_map(|r| {
+                    Some(Armed { rule: r.clone(), writer: writers.get(&r.device)?.clone(), since: None, fired: false })
+                })
+                .collect();
             let mut device = Device::new(address, device.unit, Duration::from_millis(device.timeout_ms), tags);
             let interval = Duration::from_millis(poll.interval_ms.max(1));
             let samples = samples.clone();
@@ -69,7 +97,12 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
                         _ = stop.changed() => return,
                     }
                     let mut out = Vec::new();
-                    for (key, sample) in device.poll(now_ms()).await {
+                    let polled = device.poll(now_ms()).await;
+                    let observed = std::time::Instant::now();
+                    for armed in &mut rules {
+                        armed.check(&polled, observed).await;
+                    }
+                    for (key, sample) in polled {
                         let mut sent = Vec::new();
                         match filters.get_mut(&key) {
                             Some(filter) => filter.push(sample, &mut sent),
@@ -122,6 +155,121 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
     batcher.abort();
     let _ = uplink.await;
     Ok(())
+}
+
+/// A write an interlock asks for, and when its trigger was observed.
+struct WriteCommand {
+    rule: String,
+    table: Table,
+    address: u16,
+    value: f64,
+    sample_ts: i64,
+    observed: std::time::Instant,
+}
+
+/// An interlock rule in a poll task, with its excursion state.
+struct Armed {
+    rule: Interlock,
+    writer: mpsc::Sender<WriteCommand>,
+    /// When the current excursion began (sample time).
+    since: Option<i64>,
+    /// Whether this excursion has already written.
+    fired: bool,
+}
+
+impl Armed {
+    async fn check(&mut self, polled: &[(SeriesKey, Sample)], observed: std::time::Instant) {
+        for (key, sample) in polled {
+            if key.asset != self.rule.asset || key.signal != self.rule.signal || !sample.quality.is_good() {
+                continue;
+            }
+            if !self.rule.tripped(sample.value) {
+                (self.since, self.fired) = (None, false);
+                continue;
+            }
+            let since = *self.since.get_or_insert(sample.ts);
+            if !self.fired && sample.ts.saturating_sub(since) >= self.rule.for_ms as i64 {
+                self.fired = true;
+                let command = WriteCommand {
+                    rule: self.rule.name.clone(),
+                    table: self.rule.table,
+                    address: self.rule.address,
+                    value: self.rule.value,
+                    sample_ts: sample.ts,
+                    observed,
+                };
+                if self.writer.send(command).await.is_err() {
+                    tracing::error!(interlock = %self.rule.name, "the interlock writer has stopped");
+                }
+            }
+        }
+    }
+}
+
+/// Performs interlock writes on one device over its own connection, and logs each one
+/// (result and the time from the triggering sample's poll to the write's reply) to the
+/// local audit file.
+async fn writer(
+    name: String,
+    address: std::net::SocketAddr,
+    unit: u8,
+    timeout: Duration,
+    mut commands: mpsc::Receiver<WriteCommand>,
+    audit: std::path::PathBuf,
+) {
+    use tokio_modbus::client::Writer;
+    let mut context: Option<tokio_modbus::client::Context> = None;
+    while let Some(command) = commands.recv().await {
+        if context.is_none() {
+            context = tokio::time::timeout(
+                timeout,
+                tokio_modbus::client::tcp::connect_slave(address, tokio_modbus::Slave(unit)),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok);
+        }
+        let result = match context.as_mut() {
+            None => Err("cannot connect".to_owned()),
+            Some(ctx) => {
+                let write = async {
+                    match command.table {
+                        Table::Coil => ctx.write_single_coil(command.address, command.value != 0.0).await,
+                        _ => ctx.write_single_register(command.address, command.value as u16).await,
+                    }
+                };
+                match tokio::time::timeout(timeout, write).await {
+                    Ok(Ok(Ok(()))) => Ok(()),
+                    Ok(Ok(Err(code))) => Err(format!("Modbus exception {code:?}")),
+                    Ok(Err(error)) => Err(error.to_string()),
+                    Err(_) => Err("timed out".to_owned()),
+                }
+            }
+        };
+        if result.is_err() {
+            context = None;
+        }
+        let latency_ms = command.observed.elapsed().as_secs_f64() * 1000.0;
+        let line = serde_json::json!({
+            "at": now_ms(), "interlock": command.rule, "device": name, "table": format!("{:?}", command.table).to_lowercase(),
+            "address": command.address, "value": command.value, "trigger_sample_ts": command.sample_ts,
+            "latency_ms": latency_ms, "result": result.as_ref().map_or_else(Clone::clone, |()| "written".to_owned()),
+        });
+        match &result {
+            Ok(()) => {
+                tracing::warn!(interlock = %command.rule, device = %name, address = command.address, value = command.value, latency_ms, "interlock wrote to the machine")
+            }
+            Err(error) => tracing::error!(interlock = %command.rule, device = %name, %error, "interlock write failed"),
+        }
+        let path = audit.clone();
+        let _ = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write as _;
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            writeln!(file, "{line}")?;
+            file.sync_data()
+        })
+        .await;
+    }
 }
 
 /// Sends queued batches to the hub in order, forever; backs off while it cannot.

@@ -3,7 +3,7 @@
 Usage: python3 modbus_server.py PORT [COUNT]   (COUNT servers on PORT, PORT+1, ...)
 Holding registers from address 0: 42 (u16), -2 (i16), 1234.5 (f32, ABCD), 1234.5 (f32,
 CDAB), -2.25 (f64, ABCD); 20 registers in all, so address 100 is an illegal address.
-Coils 0..2: on, off, on. Input register 0: 650 (a temperature of 25.0 at x0.1 - 40).
+Coils 0..2: on, off, on; coils 3..9 off (writable by interlock tests). Input register 0: 650 (a temperature of 25.0 at x0.1 - 40).
 """
 import asyncio
 import struct
@@ -27,7 +27,7 @@ async def serve(ports):
     # pymodbus maps protocol address a to block address a + 1.
     device = ModbusDeviceContext(
         hr=ModbusSequentialDataBlock(1, holding),
-        co=ModbusSequentialDataBlock(1, [True, False, True]),
+        co=ModbusSequentialDataBlock(1, [True, False, True] + [False] * 7),
         ir=ModbusSequentialDataBlock(1, [650]),
         di=ModbusSequentialDataBlock(1, [False]),
     )

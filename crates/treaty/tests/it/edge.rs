@@ -62,7 +62,13 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
         .replace("127.0.0.1:5020", &format!("127.0.0.1:{modbus_port}"))
         .replace("./treaty-edge-spool", &dir.path().join("spool").display().to_string())
         .replace("interval_ms = 1000", "interval_ms = 200")
-        .replace("batch_ms = 1000", "batch_ms = 200");
+        .replace("batch_ms = 1000", "batch_ms = 200")
+        .replace("batch_ms = 200\n", "batch_ms = 200\nfield_writes = true\n")
+        .replace(
+            "timeout_ms = 1000\n",
+            "timeout_ms = 1000\n\n[[modbus.writable]]\ntable = \"coil\"\naddress = 5\nmin = 0\nmax = 1\n",
+        )
+        + "\n[[interlock]]\nname = \"stop on heat\"\nasset = \"acme/plant-1/line-1/p-101\"\nsignal = \"bearing_temperature\"\nabove = 40.0\nfor_ms = 400\ndevice = \"p-101-plc\"\ntable = \"coil\"\naddress = 5\nvalue = 1\n";
     std::fs::write(&edge_file, config).expect("write edge file");
     let edge_path = edge_file.to_str().expect("utf-8");
     let fleet = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/fleet.toml");
@@ -82,6 +88,32 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
     assert_eq!(signals["bearing_temperature"]["value"], 42.0);
     assert_eq!(signals["flow"]["value"], 123.45);
     assert_eq!(signals["discharge_pressure"]["value"], 7.75);
+
+    // The interlock (42 degC > 40 for 400 ms) switched coil 5 on, once, and logged it.
+    let audit = dir.path().join("spool").join("interlock-audit.jsonl");
+    wait_for("the interlock's write", || std::fs::read_to_string(&audit).is_ok_and(|t| t.contains("written")));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .expect("audit")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one write per excursion: {lines:?}");
+    assert_eq!((lines[0]["address"].as_u64(), lines[0]["value"].as_f64()), (Some(5), Some(1.0)));
+    let coil = edge::modbus::Tag {
+        asset: PUMP.into(),
+        signal: "stop".into(),
+        table: edge::modbus::Table::Coil,
+        address: 5,
+        data_type: edge::modbus::DataType::Bool,
+        order: edge::modbus::Order::Abcd,
+        bit: None,
+        scale: 1.0,
+        offset: 0.0,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let address = format!("127.0.0.1:{modbus_port}").parse().expect("address");
+    let read = runtime.block_on(edge::modbus::Device::new(address, 1, Duration::from_secs(2), vec![coil]).poll(0));
+    assert_eq!(read[0].1.value, 1.0, "the PLC's coil 5 was written: {read:?}");
 
     // The hub dies; the gateway keeps reading the PLC into its spool.
     hub.child.kill().expect("SIGKILL the hub");
