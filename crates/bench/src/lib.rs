@@ -8,6 +8,7 @@ pub mod filters;
 pub mod gateway;
 mod http;
 mod hub;
+pub mod interlock;
 pub mod memory;
 pub mod outage;
 mod peers;

@@ -52,6 +52,19 @@ pub enum BenchCommand {
         #[arg(long, default_value = "./treaty-bench")]
         work_dir: PathBuf,
     },
+    /// Interlock latency: trigger sample to coil write, against pymodbus.
+    Interlock {
+        #[arg(long, default_value_t = 200)]
+        cycles: usize,
+        #[arg(long, default_value_t = 50)]
+        poll_ms: u64,
+        #[arg(long, default_value = "crates/edge/tests/peers/modbus_server.py")]
+        modbus_server: PathBuf,
+        #[arg(long, default_value = "examples/fleet.toml")]
+        fleet: PathBuf,
+        #[arg(long, default_value = "./treaty-bench")]
+        work_dir: PathBuf,
+    },
     /// An uplink outage: the edge spool queues it, then replays it to a hub in order.
     Outage {
         #[arg(long, default_value_t = 30)]
@@ -115,6 +128,18 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             let treaty = std::env::current_exe()?;
             let bench = bench::gateway::GatewayBench { devices, registers, seconds, treaty, modbus_server, work_dir };
             tokio::task::spawn_blocking(move || bench::gateway::run(&bench)).await??
+        }
+        BenchCommand::Interlock { cycles, poll_ms, modbus_server, fleet, work_dir } => {
+            let treaty = std::env::current_exe()?;
+            let bench = bench::interlock::InterlockBench {
+                cycles: cycles.max(1),
+                poll_ms: poll_ms.max(1),
+                treaty,
+                modbus_server,
+                fleet,
+                work_dir,
+            };
+            tokio::task::spawn_blocking(move || bench::interlock::run(&bench)).await??
         }
         BenchCommand::Outage { minutes, rate, work_dir } => {
             let bench = bench::outage::OutageBench { minutes: minutes.max(1), rate: rate.max(1), work_dir };
