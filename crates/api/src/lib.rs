@@ -76,6 +76,7 @@ pub fn app(store: RecordStoreRef, options: AppOptions) -> Router {
     let telemetry_writes = Router::new()
         .route("/api/v1/telemetry", axum::routing::post(telemetry::write_json))
         .route("/api/v1/write", axum::routing::post(telemetry::write_line_protocol))
+        .route("/api/v1/events", axum::routing::post(telemetry::record_event))
         .route_layer(DefaultBodyLimit::max(options.telemetry_body_limit));
     let authenticated = Router::new()
         .merge(telemetry_writes)

@@ -168,6 +168,17 @@ fn telemetry_paths(paths: &mut serde_json::Map<String, Value>) {
             {"name": "batch_id", "in": "query", "schema": {"type": "string"}}],
         "requestBody": {"required": true, "content": {"text/plain": {"schema": {"type": "string"}}}},
         "responses": merge(json!({"200": report}), error_responses(&["400", "401", "403", "413", "422"]))}}));
+    let event = json!({"type": "object", "required": ["event", "kind", "asset"], "properties": {
+        "event": {"type": "string", "description": "unique per gateway; a retry is recorded once"},
+        "kind": {"type": "string", "description": "e.g. interlock, spool_overflow"},
+        "asset": {"type": "string"}, "details": {"type": "object"}}});
+    paths.insert("/api/v1/events".into(), json!({"post": {"tags": ["Telemetry"], "operationId": "record_event",
+        "summary": "Report an edge event (an interlock's write, dropped data) into the audit trail as device.<kind>",
+        "description": "Devices only for their bound assets.",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": event}}},
+        "responses": merge(json!({"200": {"description": "recorded (false: this event was already recorded)",
+            "content": {"application/json": {"schema": {"type": "object", "properties": {"recorded": {"type": "boolean"}}}}}}}),
+            error_responses(&["401", "403", "422"]))}}));
     let asset = json!({"name": "asset", "in": "query", "required": true, "schema": {"type": "string"}});
     let signal = json!({"name": "signal", "in": "query", "schema": {"type": "string"}});
     let from = json!({"name": "from", "in": "query", "schema": {"type": "integer"}, "description": "UTC ms; default one hour before `to`"});

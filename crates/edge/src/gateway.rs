@@ -58,7 +58,12 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
             .map_err(|_| GatewayError::Config(format!("bad device address {}", device.address)))?;
         let (send, receive) = mpsc::channel(64);
         let timeout = Duration::from_millis(device.timeout_ms);
-        tokio::spawn(writer(device.name.clone(), address, device.unit, timeout, receive, audit.clone()));
+        let report = Report {
+            hub: edge.gateway.hub.trim_start_matches("http://").trim_end_matches('/').to_owned(),
+            token: token.clone(),
+            gateway: edge.gateway.id.clone(),
+        };
+        tokio::spawn(writer(device.name.clone(), address, device.unit, timeout, receive, audit.clone(), report));
         writers.insert(rule.device.clone(), send);
     }
     for device in &edge.modbus {
@@ -157,9 +162,50 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
     Ok(())
 }
 
+/// Where interlock writes are reported (the hub's audit trail).
+#[derive(Clone)]
+struct Report {
+    hub: String,
+    token: String,
+    gateway: String,
+}
+
+/// Reports an interlock write to the hub as a `device.interlock` event, retrying with
+/// backoff for up to about ten minutes (the event id makes retries harmless).
+async fn report_write(report: Report, asset: String, details: serde_json::Value) {
+    let event = format!(
+        "{}/interlock/{}/{}",
+        report.gateway,
+        details["interlock"].as_str().unwrap_or(""),
+        details["trigger_sample_ts"]
+    );
+    let mut body = serde_json::json!({"event": event, "kind": "interlock", "asset": asset, "details": details});
+    if let Some(details) = body["details"].as_object_mut() {
+        details.remove("asset");
+    }
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    let mut backoff = Duration::from_millis(500);
+    for _ in 0..20 {
+        if let Ok(mut client) = HttpClient::connect(&report.hub).await {
+            match client.post("/api/v1/events", &report.token, &body).await {
+                Ok((200, _)) => return,
+                Ok((status, reply)) if (400..500).contains(&status) && status != 408 && status != 429 => {
+                    tracing::error!(status, reply = %String::from_utf8_lossy(&reply), "the hub refused an interlock report");
+                    return;
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+    tracing::error!(%event, "could not report an interlock write to the hub; it is in the local audit file");
+}
+
 /// A write an interlock asks for, and when its trigger was observed.
 struct WriteCommand {
     rule: String,
+    asset: String,
     table: Table,
     address: u16,
     value: f64,
@@ -192,6 +238,7 @@ impl Armed {
                 self.fired = true;
                 let command = WriteCommand {
                     rule: self.rule.name.clone(),
+                    asset: self.rule.asset.clone(),
                     table: self.rule.table,
                     address: self.rule.address,
                     value: self.rule.value,
@@ -216,6 +263,7 @@ async fn writer(
     timeout: Duration,
     mut commands: mpsc::Receiver<WriteCommand>,
     audit: std::path::PathBuf,
+    report: Report,
 ) {
     use tokio_modbus::client::Writer;
     let mut context: Option<tokio_modbus::client::Context> = None;
@@ -261,6 +309,7 @@ async fn writer(
             }
             Err(error) => tracing::error!(interlock = %command.rule, device = %name, %error, "interlock write failed"),
         }
+        tokio::spawn(report_write(report.clone(), command.asset.clone(), line.clone()));
         let path = audit.clone();
         let _ = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::Write as _;

@@ -48,6 +48,18 @@ pub trait RecordStore: Send + Sync + 'static {
     async fn tokens(&self) -> Result<Vec<TokenRecord>>;
     /// Marks a token revoked; false if no such active token.
     async fn revoke_token(&self, actor: &str, id: &str) -> Result<bool>;
+    /// Appends an event reported from the field (an interlock's write, data an edge
+    /// gateway had to drop) to the audit trail as `action` on `kind`/`id`. `event` names
+    /// it uniquely: reporting the same event again (a retry) adds nothing. Returns
+    /// whether it was new.
+    async fn record_event(
+        &self,
+        actor: &str,
+        action: &str,
+        kind: &str,
+        id: &str,
+        event: serde_json::Value,
+    ) -> Result<bool>;
     /// Audit entries with `seq > after`, oldest first.
     async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>>;
     /// Recomputes the hash chain and reports every break.

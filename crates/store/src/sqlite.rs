@@ -311,6 +311,30 @@ impl RecordStore for SqliteStore {
         .await
     }
 
+    async fn record_event(
+        &self,
+        actor: &str,
+        action: &str,
+        kind: &str,
+        id: &str,
+        event: serde_json::Value,
+    ) -> Result<bool> {
+        let (actor, action, kind, id) = (actor.to_owned(), action.to_owned(), kind.to_owned(), id.to_owned());
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let text = event.to_string();
+            let seen: bool = tx
+                .prepare("SELECT 1 FROM audit WHERE action = ? AND entity_id = ? AND after = ? LIMIT 1")?
+                .exists(params![action, id, text])?;
+            if !seen {
+                apply::append_audit(&tx, &actor, &action, &kind, &id, None, Some(text))?;
+            }
+            tx.commit()?;
+            Ok(!seen)
+        })
+        .await
+    }
+
     async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
         let limit = limit.clamp(1, 1000);
         self.read(move |conn| {

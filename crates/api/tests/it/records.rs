@@ -272,6 +272,7 @@ async fn openapi_document_covers_every_route() {
         "/healthz",
         "/api/v1/telemetry",
         "/api/v1/write",
+        "/api/v1/events",
         "/api/v1/telemetry/range",
         "/api/v1/telemetry/latest",
         "/api/v1/telemetry/asset",

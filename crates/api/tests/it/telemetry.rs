@@ -183,6 +183,31 @@ async fn bad_quality_samples_record_a_status_without_a_value() {
 }
 
 #[tokio::test]
+async fn edge_events_reach_the_audit_trail_once_and_only_for_bound_assets() {
+    let h = Harness::new().await;
+    let event = json!({"event": "gw-1/interlock/17", "kind": "interlock", "asset": PUMP,
+        "details": {"interlock": "stop on heat", "address": 5, "value": 1.0, "latency_ms": 0.4}});
+    let first = post_json(&h, Role::Device, "/api/v1/events", &event).await;
+    assert_eq!((first.status, first.body["recorded"].as_bool()), (StatusCode::OK, Some(true)), "{}", first.body);
+    let again = post_json(&h, Role::Device, "/api/v1/events", &event).await;
+    assert_eq!(again.body["recorded"].as_bool(), Some(false), "a retry is recorded once");
+    let audit = h.call(Method::GET, "/api/v1/audit?limit=1000", Some(h.token(Role::Admin)), None).await;
+    let entries = audit.body["items"].as_array().cloned().unwrap_or_default();
+    let events: Vec<&Value> = entries.iter().filter(|e| e["action"] == "device.interlock").collect();
+    assert_eq!(events.len(), 1, "{} audit entries", entries.len());
+    assert_eq!(events[0]["after"]["address"], 5);
+    let foreign = json!({"event": "gw-1/interlock/18", "kind": "interlock", "asset": FOREIGN_PUMP});
+    assert_eq!(post_json(&h, Role::Device, "/api/v1/events", &foreign).await.status, StatusCode::FORBIDDEN);
+    for bad in [
+        json!({"event": "", "kind": "interlock", "asset": PUMP}),
+        json!({"event": "x", "kind": "Drop Table", "asset": PUMP}),
+    ] {
+        assert_eq!(post_json(&h, Role::Device, "/api/v1/events", &bad).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    assert_eq!(post_json(&h, Role::Technician, "/api/v1/events", &event).await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
 async fn devices_write_only_their_bound_assets() {
     let h = Harness::new().await;
     let t = now_ms();

@@ -14,7 +14,8 @@ macro_rules! conformance_suite {
             round_trip, create_twice_fails_atomically, updates_version_and_noops, dangling_reference_writes_nothing,
             referenced_records_cannot_be_deleted, tenant_scope_is_enforced_in_queries, pagination_and_filters,
             idempotency_records_are_atomic, tokens, audit_chain_records_every_change, invalid_records_are_refused,
-            cross_checks_run_against_stored_records, deferred_integrity_within_a_batch);
+            cross_checks_run_against_stored_records, deferred_integrity_within_a_batch,
+            field_events_are_audited_once);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -282,4 +283,20 @@ pub async fn deferred_integrity_within_a_batch(store: RecordStoreRef) {
         idempotency: None,
     };
     store.apply(batch).await.expect("delete parent and child together");
+}
+
+pub async fn field_events_are_audited_once(store: RecordStoreRef) {
+    let event = json!({"event": "gw-1/interlock/1", "interlock": "stop on heat", "address": 5, "value": 1.0});
+    let first = store.record_event("token:gw", "device.interlock", "asset", "acme/p/l/p-1", event.clone()).await;
+    assert!(first.expect("record"), "a new event is recorded");
+    let again = store.record_event("token:gw", "device.interlock", "asset", "acme/p/l/p-1", event.clone()).await;
+    assert!(!again.expect("record"), "a retried event adds nothing");
+    let other = json!({"event": "gw-1/interlock/2"});
+    assert!(store.record_event("token:gw", "device.interlock", "asset", "acme/p/l/p-1", other).await.expect("record"));
+    let entries = store.audit(0, 100).await.expect("audit");
+    let events: Vec<_> = entries.iter().filter(|e| e.action == "device.interlock").collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!((events[0].actor.as_str(), events[0].id.as_str()), ("token:gw", "acme/p/l/p-1"));
+    assert_eq!(events[0].after.as_ref(), Some(&event));
+    assert!(store.verify_audit().await.expect("verify").problems.is_empty(), "events are part of the hash chain");
 }

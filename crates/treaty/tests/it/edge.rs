@@ -114,6 +114,11 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
     let address = format!("127.0.0.1:{modbus_port}").parse().expect("address");
     let read = runtime.block_on(edge::modbus::Device::new(address, 1, Duration::from_secs(2), vec![coil]).poll(0));
     assert_eq!(read[0].1.value, 1.0, "the PLC's coil 5 was written: {read:?}");
+    // ... and reported into the hub's audit trail.
+    wait_for("the interlock in the hub's audit trail", || {
+        let (_, body) = hub.get("/api/v1/audit?limit=1000", ADMIN);
+        body.contains("device.interlock")
+    });
 
     // The hub dies; the gateway keeps reading the PLC into its spool.
     hub.child.kill().expect("SIGKILL the hub");
