@@ -168,7 +168,7 @@ fn telemetry_paths(paths: &mut serde_json::Map<String, Value>) {
             {"name": "batch_id", "in": "query", "schema": {"type": "string"}}],
         "requestBody": {"required": true, "content": {"text/plain": {"schema": {"type": "string"}}}},
         "responses": merge(json!({"200": report}), error_responses(&["400", "401", "403", "413", "422"]))}}));
-    let event = json!({"type": "object", "required": ["event", "kind", "asset"], "properties": {
+    let event = json!({"type": "object", "required": ["event", "kind"], "properties": {
         "event": {"type": "string", "description": "unique per gateway; a retry is recorded once"},
         "kind": {"type": "string", "description": "e.g. interlock, spool_overflow"},
         "asset": {"type": "string"}, "details": {"type": "object"}}});

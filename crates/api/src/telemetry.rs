@@ -504,8 +504,10 @@ pub struct FieldEvent {
     /// What happened: `interlock` (a write to a machine), `spool_overflow` (samples
     /// dropped), ... — lower-case letters and underscores.
     kind: String,
-    /// The asset it concerns; a device token must be bound to it.
-    asset: String,
+    /// The asset it concerns (a device token must be bound to it); none for an event of
+    /// the gateway itself, recorded on the reporting token.
+    #[serde(default)]
+    asset: Option<String>,
     #[serde(default)]
     details: serde_json::Map<String, Value>,
 }
@@ -533,22 +535,27 @@ pub async fn record_event(
             "`event` must be a non-empty id of at most 200 characters",
         ));
     }
-    if !principal.may_write_telemetry_of(&event.asset) {
-        return Err(ApiError::forbidden(format!("this token may not report events of asset `{}`", event.asset)));
-    }
-    let service = telemetry(&state)?;
-    let catalog = service.refresh(&state.store, false).await?;
-    if !catalog.has_asset(&event.asset) {
-        return Err(ApiError::unprocessable(
-            "unknown_asset",
-            format!("asset `{}` is not in the installed base", event.asset),
-        ));
-    }
+    let (kind, id) = match &event.asset {
+        Some(asset) => {
+            if !principal.may_write_telemetry_of(asset) {
+                return Err(ApiError::forbidden(format!("this token may not report events of asset `{asset}`")));
+            }
+            let catalog = telemetry(&state)?.refresh(&state.store, false).await?;
+            if !catalog.has_asset(asset) {
+                return Err(ApiError::unprocessable(
+                    "unknown_asset",
+                    format!("asset `{asset}` is not in the installed base"),
+                ));
+            }
+            ("asset", asset.clone())
+        }
+        None => ("gateway", principal.actor.clone()),
+    };
     let mut record = event.details;
     record.insert("event".into(), Value::String(event.event));
     let recorded = state
         .store
-        .record_event(&principal.actor, &format!("device.{}", event.kind), "asset", &event.asset, Value::Object(record))
+        .record_event(&principal.actor, &format!("device.{}", event.kind), kind, &id, Value::Object(record))
         .await?;
     Ok(Json(json!({"recorded": recorded})))
 }

@@ -126,8 +126,14 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
     // Batcher: what arrived during `batch_ms` becomes one durable spool record.
     let batcher_spool = spool.clone();
     let batch_every = Duration::from_millis(edge.gateway.batch_ms.max(10));
+    let overflow_report = Report {
+        hub: edge.gateway.hub.trim_start_matches("http://").trim_end_matches('/').to_owned(),
+        token: token.clone(),
+        gateway: edge.gateway.id.clone(),
+    };
     let batcher = tokio::spawn(async move {
         let mut pending: BTreeMap<SeriesKey, Vec<Sample>> = BTreeMap::new();
+        let mut dropped = batcher_spool.stats().dropped_samples;
         let mut tick = tokio::time::interval(batch_every);
         loop {
             tokio::select! {
@@ -148,6 +154,18 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
                     Ok(Ok(_)) => {}
                     Ok(Err(error)) => tracing::error!(%error, "cannot queue samples for the hub"),
                     Err(error) => tracing::error!(%error, "queueing task failed"),
+                }
+                let stats = batcher_spool.stats();
+                if stats.dropped_samples > dropped {
+                    // The hub hears about every drop (once the link is back).
+                    let details = serde_json::json!({
+                        "dropped_samples": stats.dropped_samples - dropped,
+                        "dropped_total": stats.dropped_samples,
+                        "dropped_batches_total": stats.dropped_records,
+                    });
+                    dropped = stats.dropped_samples;
+                    let event = format!("{}/spool_overflow/{}", overflow_report.gateway, stats.dropped_samples);
+                    tokio::spawn(report_event(overflow_report.clone(), event, "spool_overflow", None, details));
                 }
             }
             if incoming.is_closed() && incoming.is_empty() {
@@ -170,19 +188,17 @@ struct Report {
     gateway: String,
 }
 
-/// Reports an interlock write to the hub as a `device.interlock` event, retrying with
-/// backoff for up to about ten minutes (the event id makes retries harmless).
-async fn report_write(report: Report, asset: String, details: serde_json::Value) {
-    let event = format!(
-        "{}/interlock/{}/{}",
-        report.gateway,
-        details["interlock"].as_str().unwrap_or(""),
-        details["trigger_sample_ts"]
-    );
-    let mut body = serde_json::json!({"event": event, "kind": "interlock", "asset": asset, "details": details});
-    if let Some(details) = body["details"].as_object_mut() {
-        details.remove("asset");
-    }
+/// Reports an event (an interlock write, dropped data) to the hub's audit trail,
+/// retrying with backoff for up to about ten minutes (the event id makes retries
+/// harmless).
+async fn report_event(
+    report: Report,
+    event: String,
+    kind: &'static str,
+    asset: Option<String>,
+    details: serde_json::Value,
+) {
+    let body = serde_json::json!({"event": event, "kind": kind, "asset": asset, "details": details});
     let body = serde_json::to_vec(&body).unwrap_or_default();
     let mut backoff = Duration::from_millis(500);
     for _ in 0..20 {
@@ -190,7 +206,7 @@ async fn report_write(report: Report, asset: String, details: serde_json::Value)
             match client.post("/api/v1/events", &report.token, &body).await {
                 Ok((200, _)) => return,
                 Ok((status, reply)) if (400..500).contains(&status) && status != 408 && status != 429 => {
-                    tracing::error!(status, reply = %String::from_utf8_lossy(&reply), "the hub refused an interlock report");
+                    tracing::error!(status, reply = %String::from_utf8_lossy(&reply), "the hub refused an event report");
                     return;
                 }
                 _ => {}
@@ -199,7 +215,7 @@ async fn report_write(report: Report, asset: String, details: serde_json::Value)
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(60));
     }
-    tracing::error!(%event, "could not report an interlock write to the hub; it is in the local audit file");
+    tracing::error!(%event, "could not report an event to the hub; it is in the local log");
 }
 
 /// A write an interlock asks for, and when its trigger was observed.
@@ -309,7 +325,8 @@ async fn writer(
             }
             Err(error) => tracing::error!(interlock = %command.rule, device = %name, %error, "interlock write failed"),
         }
-        tokio::spawn(report_write(report.clone(), command.asset.clone(), line.clone()));
+        let event = format!("{}/interlock/{}/{}", report.gateway, command.rule, command.sample_ts);
+        tokio::spawn(report_event(report.clone(), event, "interlock", Some(command.asset.clone()), line.clone()));
         let path = audit.clone();
         let _ = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::Write as _;

@@ -205,6 +205,11 @@ async fn edge_events_reach_the_audit_trail_once_and_only_for_bound_assets() {
         assert_eq!(post_json(&h, Role::Device, "/api/v1/events", &bad).await.status, StatusCode::UNPROCESSABLE_ENTITY);
     }
     assert_eq!(post_json(&h, Role::Technician, "/api/v1/events", &event).await.status, StatusCode::FORBIDDEN);
+    // An event of the gateway itself (dropped data) is recorded on the reporting token.
+    let overflow =
+        json!({"event": "gw-1/spool_overflow/3", "kind": "spool_overflow", "details": {"dropped_samples": 1200}});
+    let reply = post_json(&h, Role::Device, "/api/v1/events", &overflow).await;
+    assert_eq!(reply.body["recorded"].as_bool(), Some(true), "{}", reply.body);
 }
 
 #[tokio::test]
