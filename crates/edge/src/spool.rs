@@ -192,27 +192,37 @@ fn decode(payload: &[u8]) -> Option<Entry> {
     (r.at == payload.len()).then_some(Entry { seq, series })
 }
 
-/// A record's payload and the position right after it.
-type Record = (Vec<u8>, u64);
-
-/// Reads the records of a segment from `offset`, and where the valid records end. A
-/// torn record at the end is reported as the end.
-fn read_records(path: &Path, from: u64) -> Result<(Vec<Record>, u64)> {
-    let mut bytes = Vec::new();
-    File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io(path))?;
-    let mut out = Vec::new();
-    let mut at = usize::try_from(from).unwrap_or(usize::MAX);
-    while let Some(frame) = bytes.get(at..at + 8) {
-        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+/// Visits the records of a segment from `from`, one at a time (never the whole file in
+/// memory), until `visit` returns false; returns where the valid records end. A torn or
+/// corrupt record ends the walk.
+fn each_record(path: &Path, from: u64, mut visit: impl FnMut(&[u8], u64) -> Result<bool>) -> Result<u64> {
+    use std::io::{BufReader, Seek, SeekFrom};
+    let file = File::open(path).map_err(io(path))?;
+    let size = file.metadata().map_err(io(path))?.len();
+    let mut reader = BufReader::with_capacity(64 << 10, file);
+    reader.seek(SeekFrom::Start(from)).map_err(io(path))?;
+    let mut at = from;
+    let mut payload = Vec::new();
+    loop {
+        let mut frame = [0u8; 8];
+        if reader.read_exact(&mut frame).is_err() {
+            return Ok(at);
+        }
+        let len = u64::from(u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]));
         let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        let Some(payload) = bytes.get(at + 8..at + 8 + len) else { break };
-        if crc32fast::hash(payload) != crc {
-            break;
+        // The length comes from disk: never allocate past the end of the file.
+        if len > size.saturating_sub(at + 8) {
+            return Ok(at);
+        }
+        payload.resize(len as usize, 0);
+        if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+            return Ok(at);
         }
         at += 8 + len;
-        out.push((payload.to_vec(), at as u64));
+        if !visit(&payload, at)? {
+            return Ok(at);
+        }
     }
-    Ok((out, at as u64))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -255,7 +265,23 @@ impl Spool {
                 std::fs::remove_file(&path).map_err(io(&path))?;
                 continue;
             }
-            let (records, end) = read_records(&path, 0)?;
+            let mut segment = Segment::default();
+            let end = each_record(&path, 0, |payload, after| {
+                let entry = decode(payload).ok_or_else(|| SpoolError::Corrupt {
+                    path: path.clone(),
+                    offset: after - payload.len() as u64,
+                    what: "record does not decode".into(),
+                })?;
+                let samples = entry.series.iter().map(|(_, s)| s.len() as u64).sum::<u64>();
+                segment.records += 1;
+                segment.samples += samples;
+                next_seq = next_seq.max(entry.seq + 1);
+                if *n == cursor.segment && after <= cursor.offset {
+                    acked.0 += 1;
+                    acked.1 += samples;
+                }
+                Ok(true)
+            })?;
             let size = std::fs::metadata(&path).map_err(io(&path))?.len();
             if end < size {
                 if i + 1 != numbers.len() {
@@ -270,22 +296,7 @@ impl Spool {
                 file.set_len(end).map_err(io(&path))?;
                 file.sync_all().map_err(io(&path))?;
             }
-            let mut segment = Segment { bytes: end, ..Segment::default() };
-            for (payload, after) in &records {
-                let entry = decode(payload).ok_or_else(|| SpoolError::Corrupt {
-                    path: path.clone(),
-                    offset: after - payload.len() as u64,
-                    what: "record does not decode".into(),
-                })?;
-                let samples = entry.series.iter().map(|(_, s)| s.len() as u64).sum::<u64>();
-                segment.records += 1;
-                segment.samples += samples;
-                next_seq = next_seq.max(entry.seq + 1);
-                if *n == cursor.segment && *after <= cursor.offset {
-                    acked.0 += 1;
-                    acked.1 += samples;
-                }
-            }
+            segment.bytes = end;
             segments.insert(*n, segment);
         }
         let current = numbers.last().copied().unwrap_or(cursor.segment).max(cursor.segment);
@@ -400,17 +411,17 @@ impl Spool {
         for (&n, _) in state.segments.range(state.cursor.segment..) {
             let from = if n == state.cursor.segment { state.cursor.offset } else { 0 };
             let path = segment_path(&self.dir, n);
-            let (records, _) = read_records(&path, from)?;
-            for (payload, after) in records {
-                let entry = decode(&payload).ok_or_else(|| SpoolError::Corrupt {
+            each_record(&path, from, |payload, after| {
+                let entry = decode(payload).ok_or_else(|| SpoolError::Corrupt {
                     path: path.clone(),
                     offset: after - payload.len() as u64,
                     what: "record does not decode".into(),
                 })?;
                 out.push(entry);
-                if out.len() >= max {
-                    return Ok(out);
-                }
+                Ok(out.len() < max)
+            })?;
+            if out.len() >= max {
+                break;
             }
         }
         Ok(out)
@@ -428,15 +439,21 @@ impl Spool {
                 acked = (0, 0);
             }
             let path = segment_path(&self.dir, n);
-            let (records, _) = read_records(&path, from)?;
-            for (payload, after) in records {
-                let Some(entry) = decode(&payload) else { break 'segments };
-                if entry.seq > seq {
-                    break 'segments;
+            let mut done = false;
+            each_record(&path, from, |payload, after| match decode(payload) {
+                Some(entry) if entry.seq <= seq => {
+                    acked.0 += 1;
+                    acked.1 += entry.series.iter().map(|(_, s)| s.len() as u64).sum::<u64>();
+                    position = Position { segment: n, offset: after };
+                    Ok(true)
                 }
-                acked.0 += 1;
-                acked.1 += entry.series.iter().map(|(_, s)| s.len() as u64).sum::<u64>();
-                position = Position { segment: n, offset: after };
+                _ => {
+                    done = true;
+                    Ok(false)
+                }
+            })?;
+            if done {
+                break 'segments;
             }
         }
         if position == state.cursor {
