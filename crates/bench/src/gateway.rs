@@ -6,9 +6,8 @@
 use crate::datasets::{asset_path, signal_name};
 use crate::hub::Hub;
 use crate::memory::{fleet_file, status_kib};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use std::fmt::Write as _;
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,20 +39,7 @@ pub fn run(bench: &GatewayBench) -> anyhow::Result<String> {
     let assets = tags.div_ceil(20);
     let hub = Hub::start(&dir.join("hub"), assets)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().saturating_add(1000);
-    let mut plc = Command::new("python3")
-        .arg(&bench.modbus_server)
-        .args([port.to_string(), bench.devices.to_string()])
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting pymodbus (pip install pymodbus==3.16.1)")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (0..bench.devices).any(|d| TcpStream::connect(("127.0.0.1", port + d as u16)).is_err()) {
-        if Instant::now() > deadline {
-            let _ = plc.kill();
-            bail!("pymodbus did not open {} ports from {port}", bench.devices);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut plc = crate::peers::pymodbus(&bench.modbus_server, port, bench.devices)?;
     let fleet = dir.join("fleet.toml");
     std::fs::write(&fleet, fleet_file(assets))?;
     let mut edge = format!(

@@ -5,12 +5,11 @@
 //! acknowledged by the PLC) to its audit file, which is read back here.
 
 use crate::hub::Hub;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use std::fmt::Write as _;
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct InterlockBench {
     pub cycles: usize,
@@ -31,20 +30,7 @@ pub fn run(bench: &InterlockBench) -> anyhow::Result<String> {
     std::fs::create_dir_all(&dir)?;
     let hub = Hub::start(&dir.join("hub"), 1)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut plc = Command::new("python3")
-        .arg(&bench.modbus_server)
-        .arg(port.to_string())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting pymodbus (pip install pymodbus==3.16.1)")?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            let _ = plc.kill();
-            bail!("pymodbus did not start");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut plc = crate::peers::pymodbus(&bench.modbus_server, port, 1)?;
     let spool = dir.join("spool");
     let edge = format!(
         "[gateway]\nid = \"gw-interlock\"\nhub = \"http://{}\"\nspool_dir = \"{}\"\nfield_writes = true\n\n\

@@ -209,3 +209,24 @@ pub fn postgres_bytes() -> anyhow::Result<u64> {
     psql_run("VACUUM ANALYZE bench_ts_kv")?;
     psql_run("SELECT pg_total_relation_size('bench_ts_kv')")?.parse().context("parsing relation size")
 }
+
+/// Starts the pymodbus test server (`crates/edge/tests/peers/modbus_server.py`) on
+/// `count` ports from `port` and waits until every one accepts connections.
+pub fn pymodbus(script: &std::path::Path, port: u16, count: usize) -> anyhow::Result<std::process::Child> {
+    use anyhow::Context;
+    let mut server = std::process::Command::new("python3")
+        .arg(script)
+        .args([port.to_string(), count.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting pymodbus (pip install pymodbus==3.16.1)")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while (0..count).any(|d| std::net::TcpStream::connect(("127.0.0.1", port + d as u16)).is_err()) {
+        if std::time::Instant::now() > deadline {
+            let _ = server.kill();
+            anyhow::bail!("pymodbus did not open {count} port(s) from {port}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(server)
+}

@@ -13,6 +13,7 @@ mod locate;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use fleet::{Fleet, parse_fleet};
+pub use locate::line_col;
 
 /// Reads and validates a fleet file from disk.
 pub fn load_fleet(path: &std::path::Path) -> Result<Fleet, Diagnostics> {

@@ -6,7 +6,7 @@
 use crate::filter::{Filter, FilterSpec, Threshold};
 use crate::modbus::{DataType, Order, Table, Tag};
 use crate::spool::Overflow;
-use config::{Diagnostic, Diagnostics};
+use config::{Diagnostic, Diagnostics, line_col};
 use model::{AssetModel, Entity};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -184,13 +184,6 @@ impl TagEntry {
             offset: self.offset,
         }
     }
-}
-
-fn line_col(source: &str, offset: usize) -> (usize, usize) {
-    let before = source.get(..offset.min(source.len())).unwrap_or(source);
-    let line = before.matches('\n').count() + 1;
-    let start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[start..].chars().count() + 1)
 }
 
 /// Where `key = ...` is written in the table that starts at `span` (up to the next

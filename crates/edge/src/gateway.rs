@@ -17,7 +17,12 @@ use tokio::sync::{mpsc, watch};
 use tsdb::{Sample, SeriesKey};
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    model::Timestamp::now().0
+}
+
+/// `host:port` of the hub from its `http://` URL.
+fn hub_address(hub: &str) -> String {
+    hub.trim_start_matches("http://").trim_end_matches('/').to_owned()
 }
 
 /// Why the gateway could not start.
@@ -58,11 +63,7 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
             .map_err(|_| GatewayError::Config(format!("bad device address {}", device.address)))?;
         let (send, receive) = mpsc::channel(64);
         let timeout = Duration::from_millis(device.timeout_ms);
-        let report = Report {
-            hub: edge.gateway.hub.trim_start_matches("http://").trim_end_matches('/').to_owned(),
-            token: token.clone(),
-            gateway: edge.gateway.id.clone(),
-        };
+        let report = Report::new(&edge.gateway, &token);
         tokio::spawn(writer(device.name.clone(), address, device.unit, timeout, receive, audit.clone(), report));
         writers.insert(rule.device.clone(), send);
     }
@@ -126,11 +127,7 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
     // Batcher: what arrived during `batch_ms` becomes one durable spool record.
     let batcher_spool = spool.clone();
     let batch_every = Duration::from_millis(edge.gateway.batch_ms.max(10));
-    let overflow_report = Report {
-        hub: edge.gateway.hub.trim_start_matches("http://").trim_end_matches('/').to_owned(),
-        token: token.clone(),
-        gateway: edge.gateway.id.clone(),
-    };
+    let overflow_report = Report::new(&edge.gateway, &token);
     let batcher = tokio::spawn(async move {
         let mut pending: BTreeMap<SeriesKey, Vec<Sample>> = BTreeMap::new();
         let mut dropped = batcher_spool.stats().dropped_samples;
@@ -186,6 +183,12 @@ struct Report {
     hub: String,
     token: String,
     gateway: String,
+}
+
+impl Report {
+    fn new(gateway: &crate::config::Gateway, token: &str) -> Self {
+        Self { hub: hub_address(&gateway.hub), token: token.to_owned(), gateway: gateway.id.clone() }
+    }
 }
 
 /// Reports an event (an interlock write, dropped data) to the hub's audit trail,
@@ -340,7 +343,7 @@ async fn writer(
 
 /// Sends queued batches to the hub in order, forever; backs off while it cannot.
 async fn uplink(hub: String, gateway: String, token: String, spool: Arc<Spool>, mut stop: watch::Receiver<bool>) {
-    let address = hub.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let address = hub_address(&hub);
     let mut backoff = Duration::from_millis(200);
     let mut client: Option<HttpClient> = None;
     loop {

@@ -164,7 +164,7 @@ impl Tiers {
     ) -> Result<()> {
         let sealed: Vec<(&(SeriesId, Vec<Sample>), RetentionClass)> =
             sealed.iter().filter(|(_, s)| !s.is_empty()).map(|entry| (entry, class_of(entry.0))).collect();
-        let mut raw: Vec<Vec<Record>> = (0..RetentionClass::ALL.len()).map(|_| Vec::new()).collect();
+        let mut raw: Vec<Vec<Record>> = per_class();
         let mut seqs = Vec::with_capacity(sealed.len());
         for ((id, samples), class) in &sealed {
             let seq = self.next_seq();
@@ -176,8 +176,8 @@ impl Tiers {
             store.append(records)?;
         }
         let _rolling = self.rolling.lock().map_err(|_| Error::Poisoned)?;
-        let mut minute: Vec<Vec<Record>> = (0..RetentionClass::ALL.len()).map(|_| Vec::new()).collect();
-        let mut hour: Vec<Vec<Record>> = (0..RetentionClass::ALL.len()).map(|_| Vec::new()).collect();
+        let mut minute: Vec<Vec<Record>> = per_class();
+        let mut hour: Vec<Vec<Record>> = per_class();
         for (((id, samples), class), seq) in sealed.iter().zip(seqs) {
             let from = floor(samples[0].ts, HOUR);
             let to = floor(samples[samples.len() - 1].ts, HOUR) + HOUR;
@@ -261,6 +261,11 @@ fn minute_buckets(samples: &[Sample]) -> Vec<Bucket> {
         }
     }
     buckets
+}
+
+/// One empty list of records per retention class.
+fn per_class() -> Vec<Vec<Record>> {
+    (0..RetentionClass::ALL.len()).map(|_| Vec::new()).collect()
 }
 
 /// Merges buckets (sorted by start, of a width dividing `width`) into buckets of `width`.
