@@ -21,9 +21,33 @@ pub struct EdgeFile {
     pub gateway: Gateway,
     #[serde(default)]
     pub modbus: Vec<ModbusDevice>,
+    /// MQTT brokers to subscribe to (JSON sensors, Sparkplug B edge nodes).
+    #[serde(default)]
+    pub mqtt: Vec<Spanned<MqttBroker>>,
     /// Local rules that write to a machine without the hub.
     #[serde(rename = "interlock", default)]
     pub interlocks: Vec<Spanned<Interlock>>,
+}
+
+impl EdgeFile {
+    /// What the gateway reads, in words: `2 Modbus device(s) with 9 tag(s), 1 MQTT broker(s) with 3 tag(s)`.
+    pub fn summary(&self) -> String {
+        let modbus: usize = self.modbus.iter().flat_map(|d| &d.polls).map(|p| p.tags.len()).sum();
+        let mqtt: usize = self
+            .mqtt
+            .iter()
+            .map(|b| {
+                let b = b.get_ref();
+                b.json.iter().map(|t| t.get_ref().tags.len()).sum::<usize>()
+                    + b.sparkplug.iter().map(|n| n.get_ref().tags.len()).sum::<usize>()
+            })
+            .sum();
+        format!(
+            "{} Modbus device(s) with {modbus} tag(s), {} MQTT broker(s) with {mqtt} tag(s)",
+            self.modbus.len(),
+            self.mqtt.len()
+        )
+    }
 }
 
 /// "If `signal` of `asset` is above (or below) a limit for `for_ms`, write `value` to
@@ -186,6 +210,108 @@ impl TagEntry {
     }
 }
 
+/// An MQTT broker and what to read from it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttBroker {
+    pub name: String,
+    /// `mqtt://host:port` (default port 1883) or `mqtts://host:port` (TLS, default 8883).
+    pub broker: String,
+    /// Default: `<gateway id>-<name>`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the password (never the password itself).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// PEM file of the certificate authorities trusted for `mqtts://` (required for TLS).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and key, for brokers that authenticate clients by
+    /// certificate.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    #[serde(default = "default_keep_alive_s")]
+    pub keep_alive_s: u64,
+    /// As a Sparkplug host application, publish `spBv1.0/STATE/<host_id>` (online on
+    /// connect, offline as the will), so edge nodes know their host is up.
+    #[serde(default)]
+    pub host_id: Option<String>,
+    #[serde(rename = "json", default)]
+    pub json: Vec<Spanned<JsonTopic>>,
+    #[serde(rename = "sparkplug", default)]
+    pub sparkplug: Vec<Spanned<SparkplugSource>>,
+}
+
+fn default_keep_alive_s() -> u64 {
+    30
+}
+
+/// A topic (filter, wildcards allowed) carrying JSON documents about one asset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonTopic {
+    pub topic: String,
+    pub asset: String,
+    /// JSON pointer to the sample time (milliseconds since the epoch, or an RFC 3339
+    /// string); the time of arrival when absent.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    #[serde(rename = "tag", default)]
+    pub tags: Vec<Spanned<FieldTag>>,
+}
+
+/// A Sparkplug B edge node (or one of its devices) that is one asset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparkplugSource {
+    pub group: String,
+    pub node: String,
+    /// The device; the node's own metrics when absent.
+    #[serde(default)]
+    pub device: Option<String>,
+    pub asset: String,
+    #[serde(rename = "tag", default)]
+    pub tags: Vec<Spanned<FieldTag>>,
+}
+
+/// A value inside a message (a JSON pointer, or a Sparkplug metric name) mapped to a
+/// signal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldTag {
+    #[serde(default)]
+    pub pointer: Option<String>,
+    #[serde(default)]
+    pub metric: Option<String>,
+    pub signal: String,
+    #[serde(default = "one")]
+    pub scale: f64,
+    #[serde(default)]
+    pub offset: f64,
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default = "all")]
+    pub filter: FilterSpec,
+}
+
+/// `(host, port, tls)` of an `mqtt://` or `mqtts://` URL.
+pub fn broker_address(url: &str) -> Option<(String, u16, bool)> {
+    let (rest, tls) = match url.strip_prefix("mqtts://") {
+        Some(rest) => (rest, true),
+        None => (url.strip_prefix("mqtt://")?, false),
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None => (rest, if tls { 8883 } else { 1883 }),
+    };
+    (!host.is_empty() && !host.contains('/')).then(|| (host.to_owned(), port, tls))
+}
+
 /// Where `key = ...` is written in the table that starts at `span` (up to the next
 /// table header), or the table's header.
 fn key_offset(source: &str, span: &std::ops::Range<usize>, key: &str) -> usize {
@@ -216,6 +342,82 @@ impl Reporter<'_> {
     fn report(&mut self, offset: usize, field: String, message: impl Into<String>) {
         let (line, column) = line_col(self.source, offset);
         self.found.push(Diagnostic { file: self.file.to_owned(), line, column, field, message: message.into() });
+    }
+}
+
+/// What a tag of any protocol maps to.
+struct Mapping<'a> {
+    asset: &'a str,
+    signal: &'a str,
+    unit: Option<&'a str>,
+    filter: &'a FilterSpec,
+}
+
+impl Reporter<'_> {
+    /// Checks that the asset and its signal (or counter) exist, the unit matches and the
+    /// filter is valid for the signal; false when the asset or signal is unknown.
+    fn check_mapping(
+        &mut self,
+        assets: &HashMap<&str, &AssetModel>,
+        field: &str,
+        at_key: &dyn Fn(&str) -> usize,
+        mapping: &Mapping<'_>,
+    ) -> bool {
+        let Some(model) = assets.get(mapping.asset) else {
+            self.report(
+                at_key("asset"),
+                format!("{field}.asset"),
+                format!("asset `{}` is not in the fleet", mapping.asset),
+            );
+            return false;
+        };
+        let signal = model.signal(mapping.signal);
+        let counter = model.counters.iter().find(|c| c.name == mapping.signal);
+        let unit = match (signal, counter) {
+            (Some(s), _) => &s.unit,
+            (None, Some(c)) => &c.unit,
+            (None, None) => {
+                self.report(
+                    at_key("signal"),
+                    format!("{field}.signal"),
+                    format!(
+                        "`{}` is not a signal or counter of model `{}` (asset `{}`)",
+                        mapping.signal, model.id, mapping.asset
+                    ),
+                );
+                return false;
+            }
+        };
+        if let Some(declared) = mapping.unit
+            && declared != unit
+        {
+            let expected = if unit.is_empty() { "no unit".to_owned() } else { format!("`{unit}`") };
+            self.report(
+                at_key("unit"),
+                format!("{field}.unit"),
+                format!(
+                    "unit `{declared}` does not match {expected} of {}#{} in model `{}`; fix the unit or the scale",
+                    mapping.asset, mapping.signal, model.id
+                ),
+            );
+        }
+        if let Err(error) = Filter::new(mapping.filter, span_of(model, mapping.signal)) {
+            self.report(at_key("filter"), format!("{field}.filter"), error.to_string());
+        }
+        true
+    }
+}
+
+/// Turns a percentage-of-span threshold into an absolute one.
+fn resolve_percent(filter: &mut FilterSpec, span: Option<f64>) {
+    let absolute = |threshold: &mut Threshold| {
+        if let (Threshold::PercentOfSpan(percent), Some(span)) = (*threshold, span) {
+            *threshold = Threshold::Absolute(span * percent / 100.0);
+        }
+    };
+    match filter {
+        FilterSpec::Deadband { threshold, .. } | FilterSpec::SwingingDoor { threshold, .. } => absolute(threshold),
+        FilterSpec::All | FilterSpec::Window { .. } => {}
     }
 }
 
@@ -265,7 +467,6 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
             "the hub URL must start with http:// (TLS to the hub is not built yet)",
         );
     }
-    let mut spans = Vec::new();
     for (d, device) in edge.modbus.iter().enumerate() {
         if device.address.parse::<SocketAddr>().is_err() {
             reporter.report(
@@ -285,46 +486,15 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
                 let at_key = |key: &str| key_offset(source, &span, key);
                 let entry = spanned.get_ref();
                 let field = format!("modbus[{d}].poll[{p}].tag[{t}]");
-                let Some(model) = assets.get(entry.asset.as_str()) else {
-                    reporter.report(
-                        at_key("asset"),
-                        format!("{field}.asset"),
-                        format!("asset `{}` is not in the fleet", entry.asset),
-                    );
+                let mapping = Mapping {
+                    asset: &entry.asset,
+                    signal: &entry.signal,
+                    unit: entry.unit.as_deref(),
+                    filter: &entry.filter,
+                };
+                if !reporter.check_mapping(&assets, &field, &at_key, &mapping) {
                     continue;
-                };
-                let signal = model.signal(&entry.signal);
-                let counter = model.counters.iter().find(|c| c.name == entry.signal);
-                let unit = match (signal, counter) {
-                    (Some(s), _) => &s.unit,
-                    (None, Some(c)) => &c.unit,
-                    (None, None) => {
-                        reporter.report(
-                            at_key("signal"),
-                            format!("{field}.signal"),
-                            format!(
-                                "`{}` is not a signal or counter of model `{}` (asset `{}`)",
-                                entry.signal, model.id, entry.asset
-                            ),
-                        );
-                        continue;
-                    }
-                };
-                if let Some(declared) = &entry.unit
-                    && declared != unit
-                {
-                    let expected = if unit.is_empty() { "no unit".to_owned() } else { format!("`{unit}`") };
-                    reporter.report(
-                        at_key("unit"),
-                        format!("{field}.unit"),
-                        format!("unit `{declared}` does not match {expected} of {}#{} in model `{}`; fix the unit or the scale", entry.asset, entry.signal, model.id),
-                    );
                 }
-                let span_of_signal = span_of(model, &entry.signal);
-                if let Err(error) = Filter::new(&entry.filter, span_of_signal) {
-                    reporter.report(at_key("filter"), format!("{field}.filter"), error.to_string());
-                }
-                spans.push((d, p, t, span_of_signal));
                 let tag = entry.tag();
                 let bit = (tag.data_type == DataType::Bool && !matches!(tag.table, Table::Coil | Table::Discrete))
                     .then_some(tag.bit.unwrap_or(0));
@@ -354,34 +524,226 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
             }
         }
     }
+    check_mqtt(&edge, source, &assets, &mut reporter);
     check_interlocks(&edge, source, &mut reporter);
     if !reporter.found.is_empty() {
         return Err(Diagnostics(reporter.found));
     }
     // Percentages of span become absolute thresholds, so the gateway needs no models.
-    for (d, p, t, span) in spans {
-        let filter = &mut edge.modbus[d].polls[p].tags[t].get_mut().filter;
-        let absolute = |threshold: &mut Threshold| {
-            if let (Threshold::PercentOfSpan(percent), Some(span)) = (*threshold, span) {
-                *threshold = Threshold::Absolute(span * percent / 100.0);
+    let span = |asset: &str, signal: &str| assets.get(asset).and_then(|m| span_of(m, signal));
+    for tag in edge.modbus.iter_mut().flat_map(|d| &mut d.polls).flat_map(|p| &mut p.tags) {
+        let tag = tag.get_mut();
+        resolve_percent(&mut tag.filter, span(&tag.asset, &tag.signal));
+    }
+    for broker in &mut edge.mqtt {
+        let broker = broker.get_mut();
+        for topic in &mut broker.json {
+            let topic = topic.get_mut();
+            for tag in &mut topic.tags {
+                let tag = tag.get_mut();
+                resolve_percent(&mut tag.filter, span(&topic.asset, &tag.signal));
             }
-        };
-        match filter {
-            FilterSpec::Deadband { threshold, .. } | FilterSpec::SwingingDoor { threshold, .. } => absolute(threshold),
-            FilterSpec::All | FilterSpec::Window { .. } => {}
+        }
+        for source in &mut broker.sparkplug {
+            let source = source.get_mut();
+            for tag in &mut source.tags {
+                let tag = tag.get_mut();
+                resolve_percent(&mut tag.filter, span(&source.asset, &tag.signal));
+            }
         }
     }
     Ok(edge)
 }
 
+/// Whether an MQTT topic filter is well formed: `#` only as the whole last level, `+`
+/// only as a whole level.
+pub fn valid_topic_filter(filter: &str) -> bool {
+    let levels: Vec<&str> = filter.split('/').collect();
+    !filter.is_empty()
+        && levels.iter().enumerate().all(|(i, level)| {
+            (*level == "#" && i == levels.len() - 1) || *level == "+" || !(level.contains('#') || level.contains('+'))
+        })
+}
+
+fn check_mqtt(edge: &EdgeFile, source: &str, assets: &HashMap<&str, &AssetModel>, reporter: &mut Reporter<'_>) {
+    let id_part = |s: &str| !s.is_empty() && !s.contains(['/', '+', '#']);
+    for (b, spanned) in edge.mqtt.iter().enumerate() {
+        let span = spanned.span();
+        let at_key = |key: &str| key_offset(source, &span, key);
+        let broker = spanned.get_ref();
+        let field = format!("mqtt[{b}]");
+        match broker_address(&broker.broker) {
+            None => reporter.report(
+                at_key("broker"),
+                format!("{field}.broker"),
+                format!("`{}` is not mqtt://host:port or mqtts://host:port", broker.broker),
+            ),
+            Some((_, _, true)) if broker.ca_file.is_none() => reporter.report(
+                at_key("broker"),
+                format!("{field}.ca_file"),
+                "a TLS broker (mqtts://) needs `ca_file`, the PEM file of the authorities to trust",
+            ),
+            Some((_, _, false)) if broker.ca_file.is_some() || broker.client_cert.is_some() => reporter.report(
+                at_key("broker"),
+                format!("{field}.broker"),
+                "certificates are given but the broker URL is mqtt:// (plain); use mqtts://",
+            ),
+            _ => {}
+        }
+        if broker.client_cert.is_some() != broker.client_key.is_some() {
+            reporter.report(
+                at_key("client_cert"),
+                format!("{field}.client_cert"),
+                "give both `client_cert` and `client_key`, or neither",
+            );
+        }
+        if broker.password_env.is_some() && broker.username.is_none() {
+            reporter.report(at_key("password_env"), format!("{field}.username"), "`password_env` needs a `username`");
+        }
+        if broker.json.is_empty() && broker.sparkplug.is_empty() {
+            reporter.report(span.start, field.clone(), "the broker has no [[mqtt.json]] or [[mqtt.sparkplug]] to read");
+        }
+        for (j, spanned) in broker.json.iter().enumerate() {
+            let span = spanned.span();
+            let at_key = |key: &str| key_offset(source, &span, key);
+            let topic = spanned.get_ref();
+            let field = format!("{field}.json[{j}]");
+            if !valid_topic_filter(&topic.topic) {
+                reporter.report(
+                    at_key("topic"),
+                    format!("{field}.topic"),
+                    format!(
+                        "`{}` is not an MQTT topic filter (`+` and `#` stand for whole levels, `#` only last)",
+                        topic.topic
+                    ),
+                );
+            }
+            if let Some(pointer) = &topic.timestamp
+                && !pointer.starts_with('/')
+            {
+                reporter.report(
+                    at_key("timestamp"),
+                    format!("{field}.timestamp"),
+                    format!("`{pointer}` is not a JSON pointer (it starts with `/`)"),
+                );
+            }
+            for (t, tagged) in topic.tags.iter().enumerate() {
+                let tag_span = tagged.span();
+                let at_tag = |key: &str| key_offset(source, &tag_span, key);
+                let tag = tagged.get_ref();
+                let field = format!("{field}.tag[{t}]");
+                match &tag.pointer {
+                    Some(pointer) if pointer.starts_with('/') => {}
+                    Some(pointer) => reporter.report(
+                        at_tag("pointer"),
+                        format!("{field}.pointer"),
+                        format!("`{pointer}` is not a JSON pointer (it starts with `/`)"),
+                    ),
+                    None => reporter.report(
+                        tag_span.start,
+                        format!("{field}.pointer"),
+                        "a JSON tag needs `pointer`, e.g. \"/vibration/rms\"",
+                    ),
+                }
+                if tag.metric.is_some() {
+                    reporter.report(
+                        at_tag("metric"),
+                        format!("{field}.metric"),
+                        "`metric` is for [[mqtt.sparkplug.tag]]; JSON tags use `pointer`",
+                    );
+                }
+                let mapping = Mapping {
+                    asset: &topic.asset,
+                    signal: &tag.signal,
+                    unit: tag.unit.as_deref(),
+                    filter: &tag.filter,
+                };
+                reporter.check_mapping(
+                    assets,
+                    &field,
+                    &|key| if key == "asset" { at_key(key) } else { at_tag(key) },
+                    &mapping,
+                );
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (n, spanned) in broker.sparkplug.iter().enumerate() {
+            let span = spanned.span();
+            let at_key = |key: &str| key_offset(source, &span, key);
+            let node = spanned.get_ref();
+            let field = format!("{field}.sparkplug[{n}]");
+            for (key, value) in
+                [("group", Some(&node.group)), ("node", Some(&node.node)), ("device", node.device.as_ref())]
+            {
+                if let Some(value) = value
+                    && !id_part(value)
+                {
+                    reporter.report(
+                        at_key(key),
+                        format!("{field}.{key}"),
+                        format!("`{value}` is not a Sparkplug id (no `/`, `+` or `#`)"),
+                    );
+                }
+            }
+            for (t, tagged) in node.tags.iter().enumerate() {
+                let tag_span = tagged.span();
+                let at_tag = |key: &str| key_offset(source, &tag_span, key);
+                let tag = tagged.get_ref();
+                let field = format!("{field}.tag[{t}]");
+                match &tag.metric {
+                    Some(metric) => {
+                        if !seen.insert((&node.group, &node.node, &node.device, metric)) {
+                            reporter.report(
+                                at_tag("metric"),
+                                format!("{field}.metric"),
+                                format!("metric `{metric}` is already mapped"),
+                            );
+                        }
+                    }
+                    None => reporter.report(
+                        tag_span.start,
+                        format!("{field}.metric"),
+                        "a Sparkplug tag needs `metric`, the metric's name in the births",
+                    ),
+                }
+                if tag.pointer.is_some() {
+                    reporter.report(
+                        at_tag("pointer"),
+                        format!("{field}.pointer"),
+                        "`pointer` is for [[mqtt.json.tag]]; Sparkplug tags use `metric`",
+                    );
+                }
+                let mapping =
+                    Mapping { asset: &node.asset, signal: &tag.signal, unit: tag.unit.as_deref(), filter: &tag.filter };
+                reporter.check_mapping(
+                    assets,
+                    &field,
+                    &|key| if key == "asset" { at_key(key) } else { at_tag(key) },
+                    &mapping,
+                );
+            }
+        }
+    }
+}
+
 fn check_interlocks(edge: &EdgeFile, source: &str, reporter: &mut Reporter<'_>) {
-    let read: std::collections::HashSet<(&str, &str)> = edge
+    let mut read: std::collections::HashSet<(&str, &str)> = edge
         .modbus
         .iter()
         .flat_map(|d| &d.polls)
         .flat_map(|p| &p.tags)
         .map(|t| (t.get_ref().asset.as_str(), t.get_ref().signal.as_str()))
         .collect();
+    for broker in &edge.mqtt {
+        for topic in &broker.get_ref().json {
+            let topic = topic.get_ref();
+            read.extend(topic.tags.iter().map(|t| (topic.asset.as_str(), t.get_ref().signal.as_str())));
+        }
+        for node in &broker.get_ref().sparkplug {
+            let node = node.get_ref();
+            read.extend(node.tags.iter().map(|t| (node.asset.as_str(), t.get_ref().signal.as_str())));
+        }
+    }
     for (i, spanned) in edge.interlocks.iter().enumerate() {
         let span = spanned.span();
         let at_key = |key: &str| key_offset(source, &span, key);
@@ -537,6 +899,61 @@ address = 0
         let too_big = allowed.replace("value = 1\n", "value = 7\n");
         let found = check("edge.toml", &too_big, &fleet()).expect_err("out of range").0;
         assert!(found[0].message.contains("outside the allowed range [0, 1]"), "{}", found[0]);
+    }
+
+    const MQTT: &str = r#"
+[[mqtt]]
+name = "sensors"
+broker = "mqtt://127.0.0.1:1883"
+
+[[mqtt.json]]
+topic = "acme/+/p-1"
+asset = "acme/p/l/p-1"
+timestamp = "/ts"
+
+[[mqtt.json.tag]]
+pointer = "/temp"
+signal = "temperature"
+unit = "degC"
+filter = { kind = "deadband", threshold = "10%" }
+
+[[mqtt.sparkplug]]
+group = "plant"
+node = "edge-1"
+device = "p-1"
+asset = "acme/p/l/p-1"
+
+[[mqtt.sparkplug.tag]]
+metric = "Running"
+signal = "running"
+"#;
+
+    #[test]
+    fn mqtt_sources_are_checked_like_tags() {
+        let good = format!("{GOOD}{MQTT}");
+        let edge = check("edge.toml", &good, &fleet()).unwrap_or_else(|d| panic!("{d}"));
+        let json = edge.mqtt[0].get_ref().json[0].get_ref();
+        let FilterSpec::Deadband { threshold: Threshold::Absolute(t), .. } = json.tags[0].get_ref().filter else {
+            panic!("threshold not resolved")
+        };
+        assert!((t - 17.0).abs() < 1e-9, "{t}");
+        let bad = good
+            .replace("mqtt://127.0.0.1:1883", "mqtts://127.0.0.1")
+            .replace("acme/+/p-1", "acme/#/p-1")
+            .replace("pointer = \"/temp\"", "pointer = \"temp\"")
+            .replace("metric = \"Running\"\nsignal = \"running\"", "metric = \"Running\"\nsignal = \"runing\"")
+            .replace("device = \"p-1\"", "device = \"p/1\"");
+        let found = check("edge.toml", &bad, &fleet()).expect_err("problems").0;
+        let text: Vec<String> = found.iter().map(ToString::to_string).collect();
+        assert_eq!(found.len(), 5, "{text:?}");
+        assert!(text[0].contains("edge.toml:31:") && text[0].contains("needs `ca_file`"), "{text:?}");
+        assert!(text[1].contains("edge.toml:34:") && text[1].contains("not an MQTT topic filter"), "{text:?}");
+        assert!(text[2].contains("edge.toml:39:") && text[2].contains("`temp` is not a JSON pointer"), "{text:?}");
+        assert!(text[3].contains("edge.toml:47:") && text[3].contains("`p/1` is not a Sparkplug id"), "{text:?}");
+        assert!(text[4].contains("edge.toml:52:") && text[4].contains("`runing` is not a signal"), "{text:?}");
+        assert_eq!(broker_address("mqtt://broker.local"), Some(("broker.local".into(), 1883, false)));
+        assert_eq!(broker_address("mqtts://10.0.0.1:8884/"), Some(("10.0.0.1".into(), 8884, true)));
+        assert_eq!(broker_address("tcp://x:1"), None);
     }
 
     #[test]

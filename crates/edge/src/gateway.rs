@@ -74,22 +74,11 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
             .map_err(|_| GatewayError::Config(format!("bad device address {}", device.address)))?;
         for poll in &device.polls {
             let tags: Vec<_> = poll.tags.iter().map(|t| t.get_ref().tag()).collect();
-            let mut filters: HashMap<SeriesKey, Filter> = HashMap::new();
-            for entry in &poll.tags {
-                let entry = entry.get_ref();
-                // `check` turned percentages into absolute thresholds from the models.
-                let filter = Filter::new(&entry.filter, None).map_err(|e| GatewayError::Config(e.to_string()))?;
-                filters.insert(SeriesKey::new(entry.asset.clone(), entry.signal.clone()), filter);
-            }
-            let mut rules: Vec<Armed> = edge
-                .interlocks
-                .iter()
-                .map(|r| r.get_ref())
-                .filter(|r| filters.contains_key(&SeriesKey::new(r.asset.clone(), r.signal.clone())))
-                .filter_map(|r| {
-                    Some(Armed { rule: r.clone(), writer: writers.get(&r.device)?.clone(), since: None, fired: false })
-                })
-                .collect();
+            let mapped = poll.tags.iter().map(|t| {
+                let t = t.get_ref();
+                (SeriesKey::new(t.asset.clone(), t.signal.clone()), &t.filter)
+            });
+            let mut pipeline = Pipeline::new(mapped, &edge.interlocks, &writers)?;
             let mut device = Device::new(address, device.unit, Duration::from_millis(device.timeout_ms), tags);
             let interval = Duration::from_millis(poll.interval_ms.max(1));
             let samples = samples.clone();
@@ -102,26 +91,33 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
                         _ = tick.tick() => {}
                         _ = stop.changed() => return,
                     }
-                    let mut out = Vec::new();
                     let polled = device.poll(now_ms()).await;
-                    let observed = std::time::Instant::now();
-                    for armed in &mut rules {
-                        armed.check(&polled, observed).await;
-                    }
-                    for (key, sample) in polled {
-                        let mut sent = Vec::new();
-                        match filters.get_mut(&key) {
-                            Some(filter) => filter.push(sample, &mut sent),
-                            None => sent.push(sample),
-                        }
-                        out.extend(sent.into_iter().map(|s| (key.clone(), s)));
-                    }
+                    let out = pipeline.process(polled, std::time::Instant::now()).await;
                     if !out.is_empty() && samples.send(out).await.is_err() {
                         return;
                     }
                 }
             });
         }
+    }
+    for broker in &edge.mqtt {
+        let broker = broker.get_ref();
+        let mapped = broker.json.iter().flat_map(|t| {
+            let t = t.get_ref();
+            t.tags
+                .iter()
+                .map(|tag| (SeriesKey::new(t.asset.clone(), tag.get_ref().signal.clone()), &tag.get_ref().filter))
+        });
+        let sparkplug = broker.sparkplug.iter().flat_map(|n| {
+            let n = n.get_ref();
+            n.tags
+                .iter()
+                .map(|tag| (SeriesKey::new(n.asset.clone(), tag.get_ref().signal.clone()), &tag.get_ref().filter))
+        });
+        let pipeline = Pipeline::new(mapped.chain(sparkplug), &edge.interlocks, &writers)?;
+        let client_id = broker.client_id.clone().unwrap_or_else(|| format!("{}-{}", edge.gateway.id, broker.name));
+        let source = crate::mqtt::Source::new(broker).map_err(GatewayError::Config)?;
+        tokio::spawn(crate::mqtt::run(source, client_id, pipeline, samples.clone(), stop.clone()));
     }
     drop(samples);
     // Batcher: what arrived during `batch_ms` becomes one durable spool record.
@@ -230,6 +226,64 @@ struct WriteCommand {
     value: f64,
     sample_ts: i64,
     observed: std::time::Instant,
+}
+
+/// What every source does with what it read: interlock rules see each sample first
+/// (they act on raw values, not filtered ones), then the series' filter decides what
+/// goes to the hub. Historical samples (replayed by a device) skip both.
+pub struct Pipeline {
+    filters: HashMap<SeriesKey, Filter>,
+    rules: Vec<Armed>,
+}
+
+impl Pipeline {
+    fn new<'a>(
+        tags: impl Iterator<Item = (SeriesKey, &'a crate::filter::FilterSpec)>,
+        interlocks: &[toml::Spanned<Interlock>],
+        writers: &HashMap<String, mpsc::Sender<WriteCommand>>,
+    ) -> Result<Self, GatewayError> {
+        let mut filters = HashMap::new();
+        for (key, spec) in tags {
+            // `check` turned percentages into absolute thresholds from the models.
+            let filter = Filter::new(spec, None).map_err(|e| GatewayError::Config(e.to_string()))?;
+            filters.insert(key, filter);
+        }
+        let rules = interlocks
+            .iter()
+            .map(|r| r.get_ref())
+            .filter(|r| filters.contains_key(&SeriesKey::new(r.asset.clone(), r.signal.clone())))
+            .filter_map(|r| {
+                Some(Armed { rule: r.clone(), writer: writers.get(&r.device)?.clone(), since: None, fired: false })
+            })
+            .collect();
+        Ok(Self { filters, rules })
+    }
+
+    /// Everything passes unchanged (no interlocks, no filters): for adapters under test.
+    pub fn passthrough() -> Self {
+        Self { filters: HashMap::new(), rules: Vec::new() }
+    }
+
+    /// Interlocks, then filters; returns what is to be sent.
+    pub(crate) async fn process(
+        &mut self,
+        read: Vec<(SeriesKey, Sample)>,
+        observed: std::time::Instant,
+    ) -> Vec<(SeriesKey, Sample)> {
+        for armed in &mut self.rules {
+            armed.check(&read, observed).await;
+        }
+        let mut out = Vec::with_capacity(read.len());
+        let mut sent = Vec::new();
+        for (key, sample) in read {
+            match self.filters.get_mut(&key) {
+                Some(filter) => filter.push(sample, &mut sent),
+                None => sent.push(sample),
+            }
+            out.extend(sent.drain(..).map(|s| (key.clone(), s)));
+        }
+        out
+    }
 }
 
 /// An interlock rule in a poll task, with its excursion state.

@@ -3,14 +3,18 @@
 //! yet, and acts locally when it must.
 //!
 //! Built so far: the edge file and its check against the fleet (`config`), filters
-//! (`filter`), store-and-forward (`spool`), the Modbus TCP adapter (`modbus`) and the
-//! running gateway with its HTTP uplink (`gateway`). OPC UA, MQTT/Sparkplug and
-//! interlocks follow (issue 4).
+//! (`filter`), store-and-forward (`spool`), the Modbus TCP adapter (`modbus`), the MQTT
+//! adapter for JSON sensors and Sparkplug B nodes (`mqtt`, `sparkplug`), TLS client
+//! settings (`tls`) and the running gateway with its interlocks and HTTP uplink
+//! (`gateway`). OPC UA follows (issue 4).
 
 pub mod config;
 pub mod filter;
 pub mod gateway;
 pub mod modbus;
+pub mod mqtt;
+pub mod sparkplug;
 pub mod spool;
+pub mod tls;
 
 pub use filter::{Filter, FilterSpec, Threshold};

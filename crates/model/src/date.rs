@@ -103,6 +103,55 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Parses RFC 3339, e.g. `2026-11-22T01:38:21.123Z` or `2026-11-22T02:38:21+01:00`
+    /// (fractions beyond milliseconds are truncated).
+    pub fn parse_rfc3339(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not an RFC 3339 time such as 2026-11-22T01:38:21.123Z");
+        let (date, time) = text.split_once(['T', 't', ' ']).ok_or_else(bad)?;
+        let date = Date::parse(date).map_err(|_| bad())?;
+        let (clock, offset_minutes) = if let Some(clock) = time.strip_suffix(['Z', 'z']) {
+            (clock, 0i64)
+        } else {
+            let at = time.rfind(['+', '-']).ok_or_else(bad)?;
+            let (clock, offset) = time.split_at(at);
+            let sign = if offset.starts_with('-') { -1 } else { 1 };
+            let (h, m) = offset[1..].split_once(':').ok_or_else(bad)?;
+            let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+            if h > 23 || m > 59 {
+                return Err(bad());
+            }
+            (clock, sign * (h * 60 + m))
+        };
+        let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+        let mut parts = hms.split(':');
+        let mut field = |max: i64| -> Result<i64, String> {
+            let part = parts.next().ok_or_else(bad)?;
+            let value: i64 = if part.len() == 2 { part.parse().map_err(|_| bad())? } else { return Err(bad()) };
+            if value > max { Err(bad()) } else { Ok(value) }
+        };
+        let (h, min, sec) = (field(23)?, field(59)?, field(60)?);
+        if parts.next().is_some() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let millis: i64 = format!("{:0<3}", &fraction[..fraction.len().min(3)]).parse().map_err(|_| bad())?;
+        let days = days_from_civil(i64::from(date.year()), u32::from(date.month()), u32::from(date.day()));
+        let seconds = days * 86_400 + h * 3600 + min * 60 + sec - offset_minutes * 60;
+        Ok(Timestamp(seconds * 1000 + millis))
+    }
+}
+
+/// Howard Hinnant's civil-to-days algorithm.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -140,5 +189,13 @@ mod tests {
         assert_eq!(Timestamp(1_795_311_501_123).to_rfc3339(), "2026-11-22T01:38:21.123Z");
         assert_eq!(Timestamp(-1).to_rfc3339(), "1969-12-31T23:59:59.999Z");
         assert_eq!(Timestamp(951_782_400_000).to_rfc3339(), "2000-02-29T00:00:00.000Z");
+        for ms in [0, 1_795_311_501_123, -1, 951_782_400_000, 4_102_444_799_999] {
+            assert_eq!(Timestamp::parse_rfc3339(&Timestamp(ms).to_rfc3339()), Ok(Timestamp(ms)));
+        }
+        assert_eq!(Timestamp::parse_rfc3339("2026-11-22T02:38:21.1234+01:00"), Ok(Timestamp(1_795_311_501_123)));
+        assert_eq!(Timestamp::parse_rfc3339("2026-11-22T01:38:21Z"), Ok(Timestamp(1_795_311_501_000)));
+        for bad in ["2026-11-22", "2026-11-22T1:38:21Z", "2026-11-22T01:38:21", "2026-11-22T25:00:00Z", "x"] {
+            assert!(Timestamp::parse_rfc3339(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -55,10 +55,10 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<ExitCode> {
             edge.gateway.token_env
         )
     })?;
-    let devices = edge.modbus.len();
-    tracing::info!(gateway = %edge.gateway.id, hub = %edge.gateway.hub, devices, "edge gateway starting");
+    let reads = edge.summary();
+    tracing::info!(gateway = %edge.gateway.id, hub = %edge.gateway.hub, %reads, "edge gateway starting");
     eprintln!(
-        "Treaty edge gateway `{}` is running ({devices} Modbus device(s) -> {}); Ctrl-C stops it",
+        "Treaty edge gateway `{}` is running ({reads} -> {}); Ctrl-C stops it",
         edge.gateway.id, edge.gateway.hub
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);

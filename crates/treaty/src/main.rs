@@ -95,8 +95,7 @@ fn main() -> ExitCode {
                 if std::fs::read_to_string(&file).is_ok_and(|s| edge::is_edge_file(&s)) {
                     match edge::check(&file, fleet.as_deref()) {
                         Ok(Ok(edge)) => {
-                            let tags: usize = edge.modbus.iter().flat_map(|d| &d.polls).map(|p| p.tags.len()).sum();
-                            println!("{}: ok ({} device(s), {tags} tag(s))", file.display(), edge.modbus.len());
+                            println!("{}: ok ({})", file.display(), edge.summary());
                             Ok(ExitCode::SUCCESS)
                         }
                         Ok(Err(code)) => Ok(code),

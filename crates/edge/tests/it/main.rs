@@ -1,5 +1,7 @@
 //! Edge gateway tests against real peers and real crashes: the Modbus adapter against
-//! pymodbus, the store-and-forward spool under SIGKILL.
+//! pymodbus, the MQTT adapter against Mosquitto, mosquitto_pub and pysparkplug, the
+//! store-and-forward spool under SIGKILL.
 
 mod modbus;
+mod mqtt;
 mod spool;

@@ -1,6 +1,8 @@
-//! The whole path from a machine to the hub: pymodbus's server (a PLC) -> `treaty edge`
-//! (poll, filter, spool, uplink) -> `treaty serve`; then the hub is killed and restarted
-//! while the gateway keeps polling, and what was read meanwhile arrives afterwards.
+//! The whole path from machines to the hub: pymodbus's server (a PLC), a JSON sensor
+//! (`mosquitto_pub`) and a pysparkplug edge node through Mosquitto -> `treaty edge`
+//! (poll/subscribe, filter, spool, uplink) -> `treaty serve`; then the hub is killed and
+//! restarted while the gateway keeps polling, and what was read meanwhile arrives
+//! afterwards.
 
 use super::{Server, run, text, treaty};
 use std::net::{TcpListener, TcpStream};
@@ -26,8 +28,32 @@ fn modbus_server(port: u16) -> Child {
     child
 }
 
+/// A Mosquitto broker of the test's own on `port` (killed when the test ends).
+fn mosquitto(dir: &std::path::Path, port: u16) -> Child {
+    let config = dir.join("mosquitto.conf");
+    std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"))
+        .expect("conf");
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto (apt-get install mosquitto; .ci/run does)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
 fn latest(server: &Server) -> serde_json::Value {
-    let (status, body) = server.get(&format!("/api/v1/telemetry/latest?asset={PUMP}"), ADMIN);
+    latest_of(server, PUMP)
+}
+
+fn latest_of(server: &Server, asset: &str) -> serde_json::Value {
+    let (status, body) = server.get(&format!("/api/v1/telemetry/latest?asset={asset}"), ADMIN);
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).expect("json")
 }
@@ -53,6 +79,8 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
     let device_token = text(&created.stdout).trim().to_owned();
     let modbus_port = free_port();
     let mut plc = modbus_server(modbus_port);
+    let mqtt_port = free_port();
+    let mut broker = mosquitto(dir.path(), mqtt_port);
 
     let example =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/edge.toml")).expect("example");
@@ -60,6 +88,7 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
     let config = example
         .replace("http://127.0.0.1:8080", &format!("http://{bind}"))
         .replace("127.0.0.1:5020", &format!("127.0.0.1:{modbus_port}"))
+        .replace("mqtt://127.0.0.1:1883", &format!("mqtt://127.0.0.1:{mqtt_port}"))
         .replace("./treaty-edge-spool", &dir.path().join("spool").display().to_string())
         .replace("interval_ms = 1000", "interval_ms = 200")
         .replace("batch_ms = 1000", "batch_ms = 200")
@@ -120,6 +149,39 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
         body.contains("device.interlock")
     });
 
+    // A JSON vibration sensor on P-101, published by Mosquitto's own client.
+    wait_for("the JSON sensor's reading at the hub", || {
+        let published = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &mqtt_port.to_string(), "-q", "1"])
+            .args(["-t", "acme/plant-1/p-101/vibration", "-m", &format!("{{\"ts\": {}, \"rms\": 4.25}}", now_ms())])
+            .status()
+            .expect("mosquitto_pub (apt-get install mosquitto-clients)");
+        assert!(published.success());
+        latest(&hub)["signals"]["bearing_vibration_rms"]["value"] == 4.25
+    });
+    // A Sparkplug B edge node (pysparkplug) for P-102: birth, then data by alias.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../edge/tests/peers/sparkplug_node.py");
+    let mut node = Command::new("python3")
+        .args([script, &mqtt_port.to_string(), "plant-1", "line-1-edge", "p-102", "Bearing/Temperature", "55.5"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3 with pysparkplug");
+    const P102: &str = "acme/plant-1/line-1/p-102";
+    wait_for("the Sparkplug birth at the hub", || {
+        latest_of(&hub, P102)["signals"]["bearing_temperature"]["value"] == 55.5
+    });
+    {
+        use std::io::Write as _;
+        let stdin = node.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "data 61.25").and_then(|()| stdin.flush()).expect("command the node");
+    }
+    wait_for("the Sparkplug data at the hub", || {
+        latest_of(&hub, P102)["signals"]["bearing_temperature"]["value"] == 61.25
+    });
+    let _ = node.kill();
+    let _ = node.wait();
+
     // The hub dies; the gateway keeps reading the PLC into its spool.
     hub.child.kill().expect("SIGKILL the hub");
     let _ = hub.child.wait();
@@ -140,6 +202,8 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
     let _ = gateway.wait();
     let _ = plc.kill();
     let _ = plc.wait();
+    let _ = broker.kill();
+    let _ = broker.wait();
 }
 
 fn now_ms() -> i64 {
