@@ -92,8 +92,12 @@ pub struct Writable {
 pub struct Gateway {
     /// Names this gateway in batch ids and logs.
     pub id: String,
-    /// The hub's base URL, e.g. `http://127.0.0.1:8080`.
+    /// The hub's base URL, e.g. `http://127.0.0.1:8080` or `https://hub.example.com`.
     pub hub: String,
+    /// PEM file of the authorities trusted for an `https://` hub (the system's trust
+    /// store when absent).
+    #[serde(default)]
+    pub hub_ca_file: Option<PathBuf>,
     /// Environment variable holding the gateway's device token (never the token itself).
     #[serde(default = "default_token_env")]
     pub token_env: String,
@@ -225,7 +229,8 @@ pub struct MqttBroker {
     /// Environment variable holding the password (never the password itself).
     #[serde(default)]
     pub password_env: Option<String>,
-    /// PEM file of the certificate authorities trusted for `mqtts://` (required for TLS).
+    /// PEM file of the certificate authorities trusted for `mqtts://` (the system's trust
+    /// store when absent).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate chain and key, for brokers that authenticate clients by
@@ -296,6 +301,32 @@ pub struct FieldTag {
     pub unit: Option<String>,
     #[serde(default = "all")]
     pub filter: FilterSpec,
+}
+
+/// Where the hub is: `host:port` to connect to, the host name (for TLS and the Host
+/// header), and whether it speaks TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubUrl {
+    pub address: String,
+    pub host: String,
+    pub tls: bool,
+}
+
+/// Parses `http://host[:port]` (default 80) or `https://host[:port]` (default 443).
+pub fn hub_url(url: &str) -> Option<HubUrl> {
+    let (rest, tls) = match url.strip_prefix("https://") {
+        Some(rest) => (rest, true),
+        None => (url.strip_prefix("http://")?, false),
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || port.parse::<u16>().is_ok() => (host, port.parse().ok()?),
+        _ => (rest, if tls { 443 } else { 80 }),
+    };
+    if host.is_empty() || host.contains('/') {
+        return None;
+    }
+    Some(HubUrl { address: format!("{host}:{port}"), host: host.trim_matches(['[', ']']).to_owned(), tls })
 }
 
 /// `(host, port, tls)` of an `mqtt://` or `mqtts://` URL.
@@ -460,12 +491,18 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
             _ => None,
         })
         .collect();
-    if !edge.gateway.hub.starts_with("http://") {
-        reporter.report(
-            0,
+    match hub_url(&edge.gateway.hub) {
+        None => reporter.report(
+            key_offset(source, &(source.find("[gateway]").unwrap_or(0)..source.len()), "hub"),
             "gateway.hub".into(),
-            "the hub URL must start with http:// (TLS to the hub is not built yet)",
-        );
+            format!("`{}` is not http://host:port or https://host[:port]", edge.gateway.hub),
+        ),
+        Some(hub) if !hub.tls && edge.gateway.hub_ca_file.is_some() => reporter.report(
+            key_offset(source, &(source.find("[gateway]").unwrap_or(0)..source.len()), "hub_ca_file"),
+            "gateway.hub_ca_file".into(),
+            "a CA file is given but the hub URL is http:// (plain); use https://",
+        ),
+        Some(_) => {}
     }
     for (d, device) in edge.modbus.iter().enumerate() {
         if device.address.parse::<SocketAddr>().is_err() {
@@ -577,11 +614,6 @@ fn check_mqtt(edge: &EdgeFile, source: &str, assets: &HashMap<&str, &AssetModel>
                 at_key("broker"),
                 format!("{field}.broker"),
                 format!("`{}` is not mqtt://host:port or mqtts://host:port", broker.broker),
-            ),
-            Some((_, _, true)) if broker.ca_file.is_none() => reporter.report(
-                at_key("broker"),
-                format!("{field}.ca_file"),
-                "a TLS broker (mqtts://) needs `ca_file`, the PEM file of the authorities to trust",
             ),
             Some((_, _, false)) if broker.ca_file.is_some() || broker.client_cert.is_some() => reporter.report(
                 at_key("broker"),
@@ -938,7 +970,7 @@ signal = "running"
         };
         assert!((t - 17.0).abs() < 1e-9, "{t}");
         let bad = good
-            .replace("mqtt://127.0.0.1:1883", "mqtts://127.0.0.1")
+            .replace("mqtt://127.0.0.1:1883\"", "mqtts://127.0.0.1\"\nclient_cert = \"client.pem\"")
             .replace("acme/+/p-1", "acme/#/p-1")
             .replace("pointer = \"/temp\"", "pointer = \"temp\"")
             .replace("metric = \"Running\"\nsignal = \"running\"", "metric = \"Running\"\nsignal = \"runing\"")
@@ -946,11 +978,27 @@ signal = "running"
         let found = check("edge.toml", &bad, &fleet()).expect_err("problems").0;
         let text: Vec<String> = found.iter().map(ToString::to_string).collect();
         assert_eq!(found.len(), 5, "{text:?}");
-        assert!(text[0].contains("edge.toml:31:") && text[0].contains("needs `ca_file`"), "{text:?}");
-        assert!(text[1].contains("edge.toml:34:") && text[1].contains("not an MQTT topic filter"), "{text:?}");
-        assert!(text[2].contains("edge.toml:39:") && text[2].contains("`temp` is not a JSON pointer"), "{text:?}");
-        assert!(text[3].contains("edge.toml:47:") && text[3].contains("`p/1` is not a Sparkplug id"), "{text:?}");
-        assert!(text[4].contains("edge.toml:52:") && text[4].contains("`runing` is not a signal"), "{text:?}");
+        assert!(
+            text[0].contains("edge.toml:32:") && text[0].contains("both `client_cert` and `client_key`"),
+            "{text:?}"
+        );
+        assert!(text[1].contains("edge.toml:35:") && text[1].contains("not an MQTT topic filter"), "{text:?}");
+        assert!(text[2].contains("edge.toml:40:") && text[2].contains("`temp` is not a JSON pointer"), "{text:?}");
+        assert!(text[3].contains("edge.toml:48:") && text[3].contains("`p/1` is not a Sparkplug id"), "{text:?}");
+        assert!(text[4].contains("edge.toml:53:") && text[4].contains("`runing` is not a signal"), "{text:?}");
+        assert_eq!(
+            hub_url("https://hub.example.com/"),
+            Some(HubUrl { address: "hub.example.com:443".into(), host: "hub.example.com".into(), tls: true })
+        );
+        assert_eq!(hub_url("http://127.0.0.1:8080").map(|h| h.address), Some("127.0.0.1:8080".into()));
+        assert_eq!(hub_url("ftp://x"), None);
+        let plain_with_ca = GOOD.replace("spool_dir = \"spool\"", "spool_dir = \"spool\"\nhub_ca_file = \"ca.pem\"");
+        let found = check("edge.toml", &plain_with_ca, &fleet()).expect_err("ca on http").0;
+        assert!(
+            found[0].to_string().starts_with("edge.toml:5:") && found[0].message.contains("use https://"),
+            "{}",
+            found[0]
+        );
         assert_eq!(broker_address("mqtt://broker.local"), Some(("broker.local".into(), 1883, false)));
         assert_eq!(broker_address("mqtts://10.0.0.1:8884/"), Some(("10.0.0.1".into(), 8884, true)));
         assert_eq!(broker_address("tcp://x:1"), None);

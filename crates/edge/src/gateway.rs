@@ -20,9 +20,26 @@ fn now_ms() -> i64 {
     model::Timestamp::now().0
 }
 
-/// `host:port` of the hub from its `http://` URL.
-fn hub_address(hub: &str) -> String {
-    hub.trim_start_matches("http://").trim_end_matches('/').to_owned()
+/// The hub: where it is and, for `https://`, how to talk TLS to it.
+#[derive(Clone)]
+struct Hub {
+    url: crate::config::HubUrl,
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl Hub {
+    fn new(gateway: &crate::config::Gateway) -> Result<Self, GatewayError> {
+        let url = crate::config::hub_url(&gateway.hub)
+            .ok_or_else(|| GatewayError::Config(format!("bad hub URL `{}`", gateway.hub)))?;
+        let tls = if url.tls {
+            let config =
+                crate::tls::client_config(gateway.hub_ca_file.as_deref(), None).map_err(GatewayError::Config)?;
+            Some(tokio_rustls::TlsConnector::from(config))
+        } else {
+            None
+        };
+        Ok(Self { url, tls })
+    }
 }
 
 /// Why the gateway could not start.
@@ -47,6 +64,7 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
             .await
             .map_err(|e| GatewayError::Config(e.to_string()))??,
     );
+    let hub = Hub::new(&edge.gateway)?;
     let (samples, mut incoming) = mpsc::channel::<Vec<(SeriesKey, Sample)>>(1024);
     // One writer (with its own connection) per device an interlock writes to.
     let audit = edge.gateway.spool_dir.join("interlock-audit.jsonl");
@@ -63,7 +81,7 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
             .map_err(|_| GatewayError::Config(format!("bad device address {}", device.address)))?;
         let (send, receive) = mpsc::channel(64);
         let timeout = Duration::from_millis(device.timeout_ms);
-        let report = Report::new(&edge.gateway, &token);
+        let report = Report::new(&hub, &edge.gateway, &token);
         tokio::spawn(writer(device.name.clone(), address, device.unit, timeout, receive, audit.clone(), report));
         writers.insert(rule.device.clone(), send);
     }
@@ -123,7 +141,7 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
     // Batcher: what arrived during `batch_ms` becomes one durable spool record.
     let batcher_spool = spool.clone();
     let batch_every = Duration::from_millis(edge.gateway.batch_ms.max(10));
-    let overflow_report = Report::new(&edge.gateway, &token);
+    let overflow_report = Report::new(&hub, &edge.gateway, &token);
     let batcher = tokio::spawn(async move {
         let mut pending: BTreeMap<SeriesKey, Vec<Sample>> = BTreeMap::new();
         let mut dropped = batcher_spool.stats().dropped_samples;
@@ -166,7 +184,7 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
             }
         }
     });
-    let uplink = tokio::spawn(uplink(edge.gateway.hub.clone(), edge.gateway.id.clone(), token, spool, stop.clone()));
+    let uplink = tokio::spawn(uplink(hub, edge.gateway.id.clone(), token, spool, stop.clone()));
     let _ = stop.changed().await;
     batcher.abort();
     let _ = uplink.await;
@@ -176,14 +194,14 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
 /// Where interlock writes are reported (the hub's audit trail).
 #[derive(Clone)]
 struct Report {
-    hub: String,
+    hub: Hub,
     token: String,
     gateway: String,
 }
 
 impl Report {
-    fn new(gateway: &crate::config::Gateway, token: &str) -> Self {
-        Self { hub: hub_address(&gateway.hub), token: token.to_owned(), gateway: gateway.id.clone() }
+    fn new(hub: &Hub, gateway: &crate::config::Gateway, token: &str) -> Self {
+        Self { hub: hub.clone(), token: token.to_owned(), gateway: gateway.id.clone() }
     }
 }
 
@@ -396,8 +414,7 @@ async fn writer(
 }
 
 /// Sends queued batches to the hub in order, forever; backs off while it cannot.
-async fn uplink(hub: String, gateway: String, token: String, spool: Arc<Spool>, mut stop: watch::Receiver<bool>) {
-    let address = hub_address(&hub);
+async fn uplink(hub: Hub, gateway: String, token: String, spool: Arc<Spool>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(200);
     let mut client: Option<HttpClient> = None;
     loop {
@@ -417,12 +434,13 @@ async fn uplink(hub: String, gateway: String, token: String, spool: Arc<Spool>, 
         }
         for entry in entries {
             let body = batch_json(&gateway, &entry);
+            let mut connect_error = String::new();
             if client.is_none() {
-                client = HttpClient::connect(&address).await.ok();
+                client = HttpClient::connect(&hub).await.map_err(|e| connect_error = e).ok();
             }
             let result = match client.as_mut() {
                 Some(c) => c.post("/api/v1/telemetry", &token, &body).await,
-                None => Err(format!("cannot connect to the hub at {address}")),
+                None => Err(connect_error),
             };
             match result {
                 Ok((status, reply)) if (200..300).contains(&status) => {
@@ -480,22 +498,40 @@ pub fn batch_json(gateway: &str, entry: &Entry) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// A minimal HTTP/1.1 client with keep-alive, enough for the uplink's POSTs.
+/// A byte stream to the hub: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// A minimal HTTP/1.1 client with keep-alive (over TLS for an `https://` hub), enough
+/// for the uplink's POSTs.
 struct HttpClient {
     host: String,
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+    reader: BufReader<tokio::io::ReadHalf<Box<dyn Io>>>,
+    writer: tokio::io::WriteHalf<Box<dyn Io>>,
 }
 
 impl HttpClient {
-    async fn connect(address: &str) -> Result<Self, String> {
-        let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(address))
+    async fn connect(hub: &Hub) -> Result<Self, String> {
+        let address = &hub.url.address;
+        let connect = async {
+            let stream = TcpStream::connect(address).await.map_err(|e| format!("connecting to {address}: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            let stream: Box<dyn Io> = match &hub.tls {
+                None => Box::new(stream),
+                Some(connector) => {
+                    let name = rustls::pki_types::ServerName::try_from(hub.url.host.clone())
+                        .map_err(|e| format!("hub host `{}`: {e}", hub.url.host))?;
+                    let tls = connector.connect(name, stream).await.map_err(|e| format!("TLS with {address}: {e}"))?;
+                    Box::new(tls)
+                }
+            };
+            Ok::<_, String>(stream)
+        };
+        let stream = tokio::time::timeout(Duration::from_secs(10), connect)
             .await
-            .map_err(|_| format!("connecting to {address} timed out"))?
-            .map_err(|e| format!("connecting to {address}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
-        Ok(Self { host: address.to_owned(), reader: BufReader::new(read), writer: write })
+            .map_err(|_| format!("connecting to {address} timed out"))??;
+        let (read, write) = tokio::io::split(stream);
+        Ok(Self { host: hub.url.host.clone(), reader: BufReader::new(read), writer: write })
     }
 
     async fn post(&mut self, path: &str, token: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {

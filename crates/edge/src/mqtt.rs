@@ -118,13 +118,11 @@ impl Source {
     pub fn new(broker: &MqttBroker) -> Result<Self, String> {
         let (host, port, tls) = broker_address(&broker.broker)
             .ok_or_else(|| format!("mqtt `{}`: bad broker URL `{}`", broker.name, broker.broker))?;
-        let tls = match (tls, &broker.ca_file) {
-            (false, _) => None,
-            (true, None) => return Err(format!("mqtt `{}`: mqtts:// needs ca_file", broker.name)),
-            (true, Some(ca)) => {
-                let client = broker.client_cert.as_deref().zip(broker.client_key.as_deref());
-                Some(crate::tls::client_config(ca, client)?)
-            }
+        let tls = if tls {
+            let client = broker.client_cert.as_deref().zip(broker.client_key.as_deref());
+            Some(crate::tls::client_config(broker.ca_file.as_deref(), client)?)
+        } else {
+            None
         };
         let credentials = match (&broker.username, &broker.password_env) {
             (Some(user), Some(var)) => {

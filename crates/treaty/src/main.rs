@@ -8,6 +8,7 @@ mod edge;
 mod import;
 mod logging;
 mod serve;
+mod tls;
 mod token;
 
 use clap::{Parser, Subcommand};

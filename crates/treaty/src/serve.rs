@@ -38,6 +38,12 @@ pub struct ServeArgs {
     /// standard 90d/2y/10y, high_rate 14d/1y/10y, diagnostic 7d/90d/1y, counter 3y/3y/10y.
     #[arg(long, value_name = "CLASS=RAW/MINUTE/HOUR")]
     pub retention: Vec<String>,
+    /// Serve HTTPS with this PEM certificate chain (with `--tls-key`).
+    #[arg(long, value_name = "FILE", requires = "tls_key", env = "TREATY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert", env = "TREATY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// How often a serving hub bounds its WAL and applies retention.
@@ -86,12 +92,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         telemetry: Some(telemetry),
     };
     let router = api::app(store, options);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
     let address = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(%address, data_dir = %args.data_dir.data_dir.display(), "serving the Treaty API");
-    eprintln!("Treaty is serving on http://{address} (OpenAPI: http://{address}/api/v1/openapi.json); Ctrl-C stops it");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%address, scheme, data_dir = %args.data_dir.data_dir.display(), "serving the Treaty API");
+    eprintln!(
+        "Treaty is serving on {scheme}://{address} (OpenAPI: {scheme}://{address}/api/v1/openapi.json); Ctrl-C stops it"
+    );
+    match tls {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(listener, config).context("TLS listener")?;
+            axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTPS")?;
+        }
+        None => {
+            axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+        }
+    }
     // Sealing the heads now makes the next start replay nothing; skipping it loses nothing.
     tokio::task::spawn_blocking(move || tsdb.checkpoint())
         .await

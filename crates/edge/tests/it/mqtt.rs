@@ -269,78 +269,11 @@ async fn a_pysparkplug_node_births_gaps_garbage_and_death() {
     assert_eq!(dead.quality.sub_code(), 0x008A, "Bad_NotConnected");
 }
 
-/// A CA and a server certificate for 127.0.0.1, made with the openssl command line.
+/// A CA and a server certificate for 127.0.0.1 (`tests/peers/make_certs.sh`).
 fn certificates(dir: &Path) {
-    let run = |args: &[&str]| {
-        let status = Command::new("openssl").args(args).current_dir(dir).stderr(Stdio::null()).status();
-        assert!(status.expect("openssl must be installed").success(), "openssl {args:?}");
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Treaty test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-    // Another CA, which did not sign the broker's certificate.
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "other.key",
-        "-out",
-        "other.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Someone else",
-    ]);
-    // Mosquitto started as root reads its files as the `mosquitto` user.
-    use std::os::unix::fs::PermissionsExt;
-    for (path, mode) in [(dir.to_path_buf(), 0o755), (dir.join("server.key"), 0o644)] {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/make_certs.sh");
+    let status = Command::new("bash").arg(script).arg(dir).status().expect("bash");
+    assert!(status.success(), "making certificates needs openssl (apt-get install openssl)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

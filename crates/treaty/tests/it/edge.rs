@@ -4,7 +4,7 @@
 //! restarted while the gateway keeps polling, and what was read meanwhile arrives
 //! afterwards.
 
-use super::{Server, run, text, treaty};
+use super::{Server, http_post, run, text, treaty};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -208,4 +208,82 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// GET over HTTPS with curl, trusting `ca`.
+fn curl_get(address: &str, path: &str, ca: &std::path::Path) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--cacert"])
+        .arg(ca)
+        .args(["-H", &format!("Authorization: Bearer {ADMIN}"), &format!("https://{address}{path}")])
+        .output()
+        .expect("curl (apt-get install curl)");
+    assert!(out.status.success(), "curl: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[test]
+fn the_gateway_reaches_an_https_hub_it_trusts_and_only_that() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).expect("mkdir");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../edge/tests/peers/make_certs.sh");
+    assert!(Command::new("bash").arg(script).arg(&certs).status().expect("bash").success(), "openssl");
+    let data = dir.path().join("hub");
+    let data = data.to_str().expect("utf-8");
+    let (cert, key) = (certs.join("server.pem"), certs.join("server.key"));
+    let tls = ["--tls-cert", cert.to_str().expect("utf-8"), "--tls-key", key.to_str().expect("utf-8")];
+    let mut hub = Server::start_args(data, Some(ADMIN), true, "127.0.0.1:0", &tls);
+    // Plain HTTP on the TLS port gets no answer.
+    let (status, _) = http_post(&hub.address, "/api/v1/telemetry", ADMIN, "{}").unwrap_or((0, String::new()));
+    assert_eq!(status, 0, "plain HTTP must not be served on the HTTPS port");
+    let created =
+        run(&["token", "create", "--role", "device", "--name", "gw", "--asset", "acme/plant-1", "--data-dir", data]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let device_token = text(&created.stdout).trim().to_owned();
+    let modbus_port = free_port();
+    let mut plc = modbus_server(modbus_port);
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/edge.toml")).expect("example");
+    let fleet = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/fleet.toml");
+    let gateway = |name: &str, ca: &str| {
+        let edge_file = dir.path().join(format!("{name}.toml"));
+        let config = example
+            .replace(
+                "hub = \"http://127.0.0.1:8080\"",
+                &format!("hub = \"https://{}\"\nhub_ca_file = \"{}\"", hub.address, certs.join(ca).display()),
+            )
+            .replace("127.0.0.1:5020", &format!("127.0.0.1:{modbus_port}"))
+            .replace("mqtt://127.0.0.1:1883", &format!("mqtt://127.0.0.1:{}", free_port()))
+            .replace("./treaty-edge-spool", &dir.path().join(name).display().to_string())
+            .replace("interval_ms = 1000", "interval_ms = 200")
+            .replace("batch_ms = 1000", "batch_ms = 200");
+        std::fs::write(&edge_file, config).expect("write edge file");
+        treaty()
+            .args(["edge", "--config", edge_file.to_str().expect("utf-8"), "--fleet", fleet])
+            .env("TREATY_DEVICE_TOKEN", &device_token)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn treaty edge")
+    };
+    let path = format!("/api/v1/telemetry/latest?asset={PUMP}");
+    // A gateway that trusts another authority never hands its data to this hub.
+    let mut untrusting = gateway("untrusting", "other.pem");
+    std::thread::sleep(Duration::from_secs(3));
+    let latest = curl_get(&hub.address, &path, &certs.join("ca.pem"));
+    assert!(latest["signals"]["running"].is_null(), "an untrusted hub got data: {latest}");
+    let _ = untrusting.kill();
+    let _ = untrusting.wait();
+    // The one that trusts the hub's CA delivers over HTTPS.
+    let mut trusting = gateway("trusting", "ca.pem");
+    wait_for("samples over HTTPS", || {
+        curl_get(&hub.address, &path, &certs.join("ca.pem"))["signals"]["running"]["value"] == 1.0
+    });
+    let _ = trusting.kill();
+    let _ = trusting.wait();
+    let _ = plc.kill();
+    let _ = plc.wait();
+    let _ = hub.child.kill();
+    let _ = hub.child.wait();
 }

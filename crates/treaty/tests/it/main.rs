@@ -134,8 +134,12 @@ impl Server {
     }
 
     fn start_on(data: &str, env_token: Option<&str>, import: bool, bind: &str) -> Server {
+        Self::start_args(data, env_token, import, bind, &[])
+    }
+
+    fn start_args(data: &str, env_token: Option<&str>, import: bool, bind: &str, extra: &[&str]) -> Server {
         let mut command = treaty();
-        command.args(["serve", "--data-dir", data, "--bind", bind]);
+        command.args(["serve", "--data-dir", data, "--bind", bind]).args(extra);
         if import {
             command.args(["--import", &example()]);
         }
@@ -164,7 +168,9 @@ impl Server {
                 break;
             }
             seen.push_str(&line);
-            if let Some(rest) = line.strip_prefix("Treaty is serving on http://") {
+            if let Some(rest) =
+                line.strip_prefix("Treaty is serving on http://").or(line.strip_prefix("Treaty is serving on https://"))
+            {
                 address = rest.split_whitespace().next().map(str::to_owned);
             }
         }
