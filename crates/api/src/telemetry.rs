@@ -98,6 +98,9 @@ pub struct IngestParams {
 struct Batch {
     #[serde(default)]
     batch_id: Option<String>,
+    /// Data queued at the edge during an outage and replayed now.
+    #[serde(default)]
+    historical: bool,
     series: Vec<SeriesColumns>,
 }
 
@@ -118,8 +121,15 @@ struct SeriesColumns {
 /// Samples grouped by series, as the engine takes them.
 pub type SeriesSamples = Vec<(SeriesKey, Vec<Sample>)>;
 
+/// A decoded JSON batch.
+pub struct Decoded {
+    pub batch_id: Option<String>,
+    pub historical: bool,
+    pub series: SeriesSamples,
+}
+
 /// Decodes a JSON telemetry batch (public for the fuzz target).
-pub fn decode_batch(body: &[u8]) -> ApiResult<(Option<String>, SeriesSamples)> {
+pub fn decode_batch(body: &[u8]) -> ApiResult<Decoded> {
     let batch: Batch = serde_json::from_slice(body).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             ApiError::bad_request(format!("the body is not valid JSON: {e}"))
@@ -148,7 +158,7 @@ pub fn decode_batch(body: &[u8]) -> ApiResult<(Option<String>, SeriesSamples)> {
             .collect();
         series.push((SeriesKey::new(columns.asset, columns.signal), samples));
     }
-    Ok((batch.batch_id, series))
+    Ok(Decoded { batch_id: batch.batch_id, historical: batch.historical, series })
 }
 
 fn rejection_json(r: &Rejected, line: Option<usize>) -> Value {
@@ -163,12 +173,12 @@ fn rejection_json(r: &Rejected, line: Option<usize>) -> Value {
 async fn ingest(
     state: &AppState,
     principal: &Principal,
-    batch_id: Option<String>,
-    series: SeriesSamples,
+    batch: Decoded,
     atomic: bool,
     extra_rejections: Vec<Value>,
     line_of: &(dyn Fn(&Rejected) -> Option<usize> + Sync),
 ) -> ApiResult<Response> {
+    let Decoded { batch_id, historical, series } = batch;
     let service = telemetry(state)?;
     if let Some((key, _)) = series.iter().find(|(key, _)| !principal.may_write_telemetry_of(&key.asset)) {
         return Err(ApiError::forbidden(format!(
@@ -193,13 +203,16 @@ async fn ingest(
         tsdb::WriteOutcome::default()
     } else {
         let tsdb = service.tsdb.clone();
-        let request = WriteRequest { batch_id: batch_id.clone(), series: accepted };
+        let request = WriteRequest { batch_id: batch_id.clone(), series: accepted, historical };
         tokio::task::spawn_blocking(move || tsdb.write(request))
             .await
             .map_err(ApiError::internal)?
             .map_err(ApiError::internal)?
     };
     metrics::counter!("treaty_telemetry_samples_stored_total").increment(outcome.stored as u64);
+    if historical {
+        metrics::counter!("treaty_telemetry_historical_samples_stored_total").increment(outcome.stored as u64);
+    }
     metrics::counter!("treaty_telemetry_samples_rejected_total").increment(rejections.len() as u64);
     let body = json!({
         "batch_id": batch_id,
@@ -222,8 +235,9 @@ pub async fn write_json(
     require(&principal, Action::WriteTelemetry)?;
     let params = crate::records::query_params(params)?;
     let body = body.map_err(body_rejection)?;
-    let (batch_id, series) = decode_batch(&body)?;
-    ingest(&state, &principal, batch_id.or(params.batch_id), series, params.atomic, Vec::new(), &|_| None).await
+    let mut batch = decode_batch(&body)?;
+    batch.batch_id = batch.batch_id.or(params.batch_id);
+    ingest(&state, &principal, batch, params.atomic, Vec::new(), &|_| None).await
 }
 
 /// `POST /api/v1/write`: the InfluxDB line protocol.
@@ -261,7 +275,8 @@ pub async fn write_line_protocol(
         series.push((key, samples));
     }
     let line_of = move |r: &Rejected| lines.get(&r.key).and_then(|l| l.get(r.index)).copied();
-    ingest(&state, &principal, params.batch_id, series, params.atomic, malformed, &line_of).await
+    let batch = Decoded { batch_id: params.batch_id, historical: false, series };
+    ingest(&state, &principal, batch, params.atomic, malformed, &line_of).await
 }
 
 /// Query parameters of the read endpoints.
@@ -480,7 +495,10 @@ pub async fn stream(
                     if mine.is_empty() {
                         continue;
                     }
-                    let event = Event::default().event("samples").data(Value::Object(mine).to_string());
+                    // Replayed edge data is its own event type, so live views and rules
+                    // can tell it from fresh samples.
+                    let kind = if published.historical { "historical" } else { "samples" };
+                    let event = Event::default().event(kind).data(Value::Object(mine).to_string());
                     return Some((Ok::<_, std::convert::Infallible>(event), (receiver, asset)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {

@@ -89,7 +89,7 @@ impl Hub {
                             anyhow::ensure!(rejected.is_empty(), "{} samples rejected", rejected.len());
                             // Batch ids must be unique across calls, or later calls would be replays.
                             let batch_id = Some(format!("r{round}-b{i}"));
-                            self.tsdb.write(WriteRequest { batch_id, series: accepted })?;
+                            self.tsdb.write(WriteRequest { batch_id, series: accepted, historical: false })?;
                         }
                         Ok(())
                     })

@@ -142,6 +142,9 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
     let batcher_spool = spool.clone();
     let batch_every = Duration::from_millis(edge.gateway.batch_ms.max(10));
     let overflow_report = Report::new(&hub, &edge.gateway, &token);
+    // Fresh batches also go straight to the uplink, so that live data keeps flowing
+    // while a backlog is replayed (they are sent again, harmlessly, in their turn).
+    let (live, live_batches) = mpsc::channel::<Entry>(4);
     let batcher = tokio::spawn(async move {
         let mut pending: BTreeMap<SeriesKey, Vec<Sample>> = BTreeMap::new();
         let mut dropped = batcher_spool.stats().dropped_samples;
@@ -161,9 +164,12 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
             if !pending.is_empty() {
                 let batch: Vec<(SeriesKey, Vec<Sample>)> = std::mem::take(&mut pending).into_iter().collect();
                 let spool = batcher_spool.clone();
-                match tokio::task::spawn_blocking(move || spool.push(&batch)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => tracing::error!(%error, "cannot queue samples for the hub"),
+                match tokio::task::spawn_blocking(move || (spool.push(&batch), batch)).await {
+                    Ok((Ok(Some(seq)), series)) => {
+                        let _ = live.try_send(Entry { seq, series });
+                    }
+                    Ok((Ok(None), _)) => {}
+                    Ok((Err(error), _)) => tracing::error!(%error, "cannot queue samples for the hub"),
                     Err(error) => tracing::error!(%error, "queueing task failed"),
                 }
                 let stats = batcher_spool.stats();
@@ -184,7 +190,7 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
             }
         }
     });
-    let uplink = tokio::spawn(uplink(hub, edge.gateway.id.clone(), token, spool, stop.clone()));
+    let uplink = tokio::spawn(uplink(hub, edge.gateway.id.clone(), token, spool, live_batches, stop.clone()));
     let _ = stop.changed().await;
     batcher.abort();
     let _ = uplink.await;
@@ -413,10 +419,65 @@ async fn writer(
     }
 }
 
+/// How a batch fared at the hub.
+enum Delivery {
+    Delivered,
+    /// The hub will never take it (400/413/422): dropped so it cannot block the queue.
+    Refused,
+    Failed,
+}
+
+/// Sends one batch (connecting first if needed) and logs what happened.
+async fn deliver(client: &mut Option<HttpClient>, hub: &Hub, token: &str, seq: u64, body: &[u8]) -> Delivery {
+    let mut connect_error = String::new();
+    if client.is_none() {
+        *client = HttpClient::connect(hub).await.map_err(|e| connect_error = e).ok();
+    }
+    let result = match client.as_mut() {
+        Some(c) => c.post("/api/v1/telemetry", token, body).await,
+        None => Err(connect_error),
+    };
+    match result {
+        Ok((status, reply)) if (200..300).contains(&status) => {
+            tracing::debug!(seq, reply = %String::from_utf8_lossy(&reply), "batch delivered");
+            Delivery::Delivered
+        }
+        Ok((status, reply)) if status == 400 || status == 413 || status == 422 => {
+            tracing::error!(seq, status, reply = %String::from_utf8_lossy(&reply), "the hub refused a batch; dropping it");
+            Delivery::Refused
+        }
+        Ok((status, reply)) => {
+            tracing::warn!(status, reply = %String::from_utf8_lossy(&reply), "the hub did not take a batch; retrying");
+            *client = None;
+            Delivery::Failed
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the hub is unreachable; samples stay queued");
+            *client = None;
+            Delivery::Failed
+        }
+    }
+}
+
 /// Sends queued batches to the hub in order, forever; backs off while it cannot.
-async fn uplink(hub: Hub, gateway: String, token: String, spool: Arc<Spool>, mut stop: watch::Receiver<bool>) {
+/// Batches queued while the hub was unreachable (or before this start) are replayed
+/// marked historical; meanwhile fresh batches from `live` go first, unmarked, so live
+/// data keeps flowing during a long replay.
+async fn uplink(
+    hub: Hub,
+    gateway: String,
+    token: String,
+    spool: Arc<Spool>,
+    mut live: mpsc::Receiver<Entry>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(200);
     let mut client: Option<HttpClient> = None;
+    // Batches below this sequence number were queued during an outage (`u64::MAX`: the
+    // hub is unreachable right now, so everything queued is historical).
+    let mut replay_below = spool.next_seq();
+    // The newest batch already sent ahead of the replay.
+    let mut sent_live: Option<u64> = None;
     loop {
         if *stop.borrow() {
             return;
@@ -433,40 +494,41 @@ async fn uplink(hub: Hub, gateway: String, token: String, spool: Arc<Spool>, mut
             }
         }
         for entry in entries {
-            let body = batch_json(&gateway, &entry);
-            let mut connect_error = String::new();
-            if client.is_none() {
-                client = HttpClient::connect(&hub).await.map_err(|e| connect_error = e).ok();
+            // Replaying, and the link is up: the freshest batch goes first.
+            let mut fresh = None;
+            while let Ok(next) = live.try_recv() {
+                fresh = Some(next);
             }
-            let result = match client.as_mut() {
-                Some(c) => c.post("/api/v1/telemetry", &token, &body).await,
-                None => Err(connect_error),
-            };
-            match result {
-                Ok((status, reply)) if (200..300).contains(&status) => {
-                    backoff = Duration::from_millis(200);
+            if let Some(fresh) = fresh
+                && replay_below != u64::MAX
+                && fresh.seq >= replay_below
+                && fresh.seq > entry.seq
+                && sent_live.is_none_or(|s| fresh.seq > s)
+            {
+                let body = batch_json(&gateway, &fresh, false);
+                if let Delivery::Delivered = deliver(&mut client, &hub, &token, fresh.seq, &body).await {
+                    sent_live = Some(fresh.seq);
+                }
+            }
+            let historical = entry.seq < replay_below;
+            let body = batch_json(&gateway, &entry, historical);
+            match deliver(&mut client, &hub, &token, entry.seq, &body).await {
+                outcome @ (Delivery::Delivered | Delivery::Refused) => {
+                    if matches!(outcome, Delivery::Delivered) {
+                        backoff = Duration::from_millis(200);
+                        if replay_below == u64::MAX {
+                            // The link is back: what is queued from now on is live.
+                            replay_below = spool.next_seq();
+                        }
+                    }
                     let ack = spool.clone();
                     let seq = entry.seq;
                     if let Ok(Err(error)) = tokio::task::spawn_blocking(move || ack.ack(seq)).await {
                         tracing::error!(%error, "cannot record a delivered batch");
                     }
-                    tracing::debug!(seq, reply = %String::from_utf8_lossy(&reply), "batch delivered");
                 }
-                Ok((status, reply)) if status == 400 || status == 413 || status == 422 => {
-                    // The hub will never take this batch: keeping it would block the queue.
-                    tracing::error!(seq = entry.seq, status, reply = %String::from_utf8_lossy(&reply), "the hub refused a batch; dropping it");
-                    let ack = spool.clone();
-                    let seq = entry.seq;
-                    let _ = tokio::task::spawn_blocking(move || ack.ack(seq)).await;
-                }
-                outcome => {
-                    match outcome {
-                        Ok((status, reply)) => {
-                            tracing::warn!(status, reply = %String::from_utf8_lossy(&reply), "the hub did not take a batch; retrying")
-                        }
-                        Err(error) => tracing::warn!(%error, "the hub is unreachable; samples stay queued"),
-                    }
-                    client = None;
+                Delivery::Failed => {
+                    replay_below = u64::MAX;
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = stop.changed() => return,
@@ -480,7 +542,7 @@ async fn uplink(hub: Hub, gateway: String, token: String, spool: Arc<Spool>, mut
 }
 
 /// The hub's JSON batch for a spool entry; the batch id makes a replay a no-op.
-pub fn batch_json(gateway: &str, entry: &Entry) -> Vec<u8> {
+pub fn batch_json(gateway: &str, entry: &Entry, historical: bool) -> Vec<u8> {
     let series: Vec<serde_json::Value> = entry
         .series
         .iter()
@@ -494,8 +556,11 @@ pub fn batch_json(gateway: &str, entry: &Entry) -> Vec<u8> {
             })
         })
         .collect();
-    serde_json::to_vec(&serde_json::json!({"batch_id": format!("{gateway}-{}", entry.seq), "series": series}))
-        .unwrap_or_default()
+    let mut batch = serde_json::json!({"batch_id": format!("{gateway}-{}", entry.seq), "series": series});
+    if historical {
+        batch["historical"] = serde_json::Value::Bool(true);
+    }
+    serde_json::to_vec(&batch).unwrap_or_default()
 }
 
 /// A byte stream to the hub: TCP, or TLS over TCP.
@@ -571,5 +636,94 @@ impl HttpClient {
         tokio::time::timeout(Duration::from_secs(30), exchange)
             .await
             .map_err(|_| "the hub did not answer in 30 s".to_owned())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncBufReadExt;
+
+    /// A hub that takes every batch (slowly) and records (batch id, historical).
+    async fn recording_hub() -> (String, mpsc::UnboundedReceiver<(String, bool)>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let (record, received) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut read = BufReader::new(read);
+                    loop {
+                        let mut length = 0;
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        if read.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        let batch: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                        let id = batch["batch_id"].as_str().unwrap_or_default().to_owned();
+                        let _ = record.send((id, batch["historical"] == true));
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        let reply = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                        if write.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (address, received)
+    }
+
+    fn batch(ts: i64) -> Vec<(SeriesKey, Vec<Sample>)> {
+        vec![(SeriesKey::new("a", "s"), vec![Sample { ts, value: 1.0, quality: tsdb::Quality::GOOD }])]
+    }
+
+    #[tokio::test]
+    async fn a_backlog_replays_as_historical_while_fresh_batches_go_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Arc::new(Spool::open(dir.path(), SpoolOptions::default()).expect("spool"));
+        for n in 0..40 {
+            spool.push(&batch(n)).expect("push");
+        }
+        let (address, mut received) = recording_hub().await;
+        let hub = Hub { url: crate::config::hub_url(&format!("http://{address}")).expect("url"), tls: None };
+        let (live, live_batches) = mpsc::channel(4);
+        let (_stop, stopped) = watch::channel(false);
+        tokio::spawn(uplink(hub, "gw".into(), "token".into(), spool.clone(), live_batches, stopped));
+        // The replay has begun: a fresh batch arrives.
+        let first = received.recv().await.expect("first batch");
+        assert_eq!(first, ("gw-1".to_owned(), true), "queued before the start: historical");
+        let seq = spool.push(&batch(1_000)).expect("push").expect("queued");
+        live.send(Entry { seq, series: batch(1_000) }).await.expect("live");
+        let mut order = vec![first];
+        while order.len() < 42 {
+            order.push(received.recv().await.expect("batch"));
+        }
+        let fresh = format!("gw-{seq}");
+        let ahead = order.iter().position(|(id, _)| *id == fresh).expect("the fresh batch was sent");
+        assert!(ahead < 10, "the fresh batch waited behind the backlog: position {ahead} of {order:?}");
+        assert!(!order[ahead].1, "the fresh batch is live, not historical");
+        let backlog: Vec<&(String, bool)> = order.iter().filter(|(id, _)| *id != fresh).collect();
+        assert_eq!(backlog.len(), 40, "{order:?}");
+        assert!(backlog.iter().all(|(_, historical)| *historical), "{order:?}");
+        let ids: Vec<u64> = backlog.iter().filter_map(|(id, _)| id.strip_prefix("gw-")?.parse().ok()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "the replay is in order: {ids:?}");
+        // In its turn the fresh batch is sent again (a no-op at the hub: same batch id).
+        assert_eq!(order.iter().filter(|(id, _)| *id == fresh).count(), 2, "{order:?}");
     }
 }

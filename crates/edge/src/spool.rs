@@ -475,6 +475,11 @@ impl Spool {
     pub fn stats(&self) -> SpoolStats {
         self.state.lock().map(|s| s.stats).unwrap_or_default()
     }
+
+    /// The sequence number the next pushed batch will get.
+    pub fn next_seq(&self) -> u64 {
+        self.state.lock().map(|s| s.next_seq).unwrap_or(u64::MAX)
+    }
 }
 
 impl State {

@@ -91,6 +91,10 @@ pub struct WriteRequest {
     /// A retry of a batch with the same id is acknowledged again without writing.
     pub batch_id: Option<String>,
     pub series: Vec<(SeriesKey, Vec<Sample>)>,
+    /// The samples were queued at the edge while the hub was unreachable and are being
+    /// replayed: stored like any others, published to subscribers as historical (live
+    /// rules and consoles can tell them from fresh data).
+    pub historical: bool,
 }
 
 /// What a write did.
@@ -107,6 +111,8 @@ pub struct WriteOutcome {
 #[derive(Debug, Clone)]
 pub struct Published {
     pub series: Vec<(SeriesKey, Vec<Sample>)>,
+    /// From a replay of queued data (see `WriteRequest::historical`).
+    pub historical: bool,
 }
 
 /// The telemetry engine. Cheap to clone.
@@ -364,7 +370,8 @@ impl Tsdb {
             batches.insert(batch, (now_ms(), outcome));
         }
         if inner.subscribers.receiver_count() > 0 {
-            let _ = inner.subscribers.send(Arc::new(Published { series: request.series }));
+            let _ =
+                inner.subscribers.send(Arc::new(Published { series: request.series, historical: request.historical }));
         }
         if !full.is_empty() && !inner.seals.offer(&full) {
             self.seal(&full)?;

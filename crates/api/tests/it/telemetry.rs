@@ -367,4 +367,15 @@ async fn the_live_stream_pushes_new_samples() {
         text.contains("\"flow\"") && text.contains("7.5") && !text.contains("5.0,"),
         "only this asset's samples: {text}"
     );
+    // Data an edge gateway replays after an outage is stored, and streamed as historical.
+    let old = t - 3_600_000;
+    let replay = json!({"batch_id": "gw-1-7", "historical": true, "series": [series(PUMP, "flow", vec![old], vec![json!(6.25)])]});
+    assert_eq!(post_json(&h, Role::Admin, "/api/v1/telemetry", &replay).await.body["stored"], 1);
+    let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
+        .await
+        .expect("an event in time")
+        .expect("stream open")
+        .expect("bytes");
+    let text = String::from_utf8_lossy(&chunk);
+    assert!(text.contains("event: historical") && text.contains("6.25"), "{text}");
 }

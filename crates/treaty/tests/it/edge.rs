@@ -198,6 +198,20 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
         body["samples"]["timestamps"].as_array().map_or(0, Vec::len)
     };
     wait_for("the samples read during the outage", || during() >= 10);
+    // They were replayed marked historical (the hub counts them; live views tell them apart).
+    let historical = || {
+        let (status, body) = hub.get("/metrics", ADMIN);
+        assert_eq!(status, 200, "{body}");
+        body.lines()
+            .find_map(|l| l.strip_prefix("treaty_telemetry_historical_samples_stored_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    wait_for("historical samples at the hub", || historical() >= 10.0);
+    // Once the backlog is gone, fresh data is live again: the latest `running` is recent.
+    wait_for("live data after the replay", || {
+        latest(&hub)["signals"]["running"]["timestamp"].as_i64().is_some_and(|t| t > outage_end)
+    });
     let _ = gateway.kill();
     let _ = gateway.wait();
     let _ = plc.kill();

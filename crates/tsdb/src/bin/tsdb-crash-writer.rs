@@ -41,7 +41,7 @@ fn main() {
                 )
             })
             .collect();
-        if let Err(error) = db.write(WriteRequest { batch_id: Some(format!("batch-{n}")), series }) {
+        if let Err(error) = db.write(WriteRequest { batch_id: Some(format!("batch-{n}")), series, historical: false }) {
             eprintln!("write: {error}");
             std::process::exit(1);
         }

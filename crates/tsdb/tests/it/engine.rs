@@ -20,7 +20,7 @@ fn small() -> TsdbOptions {
 }
 
 fn write(db: &Tsdb, batch: Option<&str>, series: Vec<(SeriesKey, Vec<Sample>)>) -> tsdb::WriteOutcome {
-    db.write(WriteRequest { batch_id: batch.map(str::to_owned), series }).expect("write")
+    db.write(WriteRequest { batch_id: batch.map(str::to_owned), series, historical: false }).expect("write")
 }
 
 #[test]
