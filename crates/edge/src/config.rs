@@ -113,6 +113,10 @@ pub struct Gateway {
     /// Writes to machines (interlocks) are refused unless this is true.
     #[serde(default)]
     pub field_writes: bool,
+    /// `127.0.0.1:PORT` (or `[::1]:PORT`): serve `/health` and `/metrics` there. Only
+    /// loopback is allowed; the gateway opens no other port.
+    #[serde(default)]
+    pub health: Option<String>,
 }
 
 fn default_token_env() -> String {
@@ -503,6 +507,15 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
             "a CA file is given but the hub URL is http:// (plain); use https://",
         ),
         Some(_) => {}
+    }
+    if let Some(health) = &edge.gateway.health
+        && !health.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
+    {
+        reporter.report(
+            key_offset(source, &(source.find("[gateway]").unwrap_or(0)..source.len()), "health"),
+            "gateway.health".into(),
+            format!("`{health}` is not a loopback address:port (e.g. 127.0.0.1:9181); the gateway opens no port to the network"),
+        );
     }
     for (d, device) in edge.modbus.iter().enumerate() {
         if device.address.parse::<SocketAddr>().is_err() {
@@ -992,6 +1005,11 @@ signal = "running"
         );
         assert_eq!(hub_url("http://127.0.0.1:8080").map(|h| h.address), Some("127.0.0.1:8080".into()));
         assert_eq!(hub_url("ftp://x"), None);
+        let public_health = GOOD.replace("spool_dir = \"spool\"", "spool_dir = \"spool\"\nhealth = \"0.0.0.0:9181\"");
+        let found = check("edge.toml", &public_health, &fleet()).expect_err("health on all interfaces").0;
+        assert!(found[0].message.contains("not a loopback address"), "{}", found[0]);
+        let local_health = GOOD.replace("spool_dir = \"spool\"", "spool_dir = \"spool\"\nhealth = \"127.0.0.1:9181\"");
+        assert!(check("edge.toml", &local_health, &fleet()).is_ok());
         let plain_with_ca = GOOD.replace("spool_dir = \"spool\"", "spool_dir = \"spool\"\nhub_ca_file = \"ca.pem\"");
         let found = check("edge.toml", &plain_with_ca, &fleet()).expect_err("ca on http").0;
         assert!(

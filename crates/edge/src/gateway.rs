@@ -65,6 +65,14 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
             .map_err(|e| GatewayError::Config(e.to_string()))??,
     );
     let hub = Hub::new(&edge.gateway)?;
+    let health = Arc::new(crate::health::Health::new(&edge.gateway.id, spool.clone()));
+    if let Some(address) = &edge.gateway.health {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| GatewayError::Config(format!("health endpoint {address}: {e}")))?;
+        tracing::info!(%address, "health endpoint: GET /health, /metrics");
+        tokio::spawn(crate::health::serve(listener, health.clone(), stop.clone()));
+    }
     let (samples, mut incoming) = mpsc::channel::<Vec<(SeriesKey, Sample)>>(1024);
     // One writer (with its own connection) per device an interlock writes to.
     let audit = edge.gateway.spool_dir.join("interlock-audit.jsonl");
@@ -90,7 +98,9 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
             .address
             .parse()
             .map_err(|_| GatewayError::Config(format!("bad device address {}", device.address)))?;
-        for poll in &device.polls {
+        for (p, poll) in device.polls.iter().enumerate() {
+            let source = if device.polls.len() == 1 { device.name.clone() } else { format!("{}[{p}]", device.name) };
+            let health = health.clone();
             let tags: Vec<_> = poll.tags.iter().map(|t| t.get_ref().tag()).collect();
             let mapped = poll.tags.iter().map(|t| {
                 let t = t.get_ref();
@@ -110,6 +120,9 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
                         _ = stop.changed() => return,
                     }
                     let polled = device.poll(now_ms()).await;
+                    if let Ok(mut map) = health.modbus.lock() {
+                        map.insert(source.clone(), device.counters);
+                    }
                     let out = pipeline.process(polled, std::time::Instant::now()).await;
                     if !out.is_empty() && samples.send(out).await.is_err() {
                         return;
@@ -134,7 +147,9 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
         });
         let pipeline = Pipeline::new(mapped.chain(sparkplug), &edge.interlocks, &writers)?;
         let client_id = broker.client_id.clone().unwrap_or_else(|| format!("{}-{}", edge.gateway.id, broker.name));
-        let source = crate::mqtt::Source::new(broker).map_err(GatewayError::Config)?;
+        let source = crate::mqtt::Source::new(broker)
+            .map_err(GatewayError::Config)?
+            .with_health(health.clone(), broker.name.clone());
         tokio::spawn(crate::mqtt::run(source, client_id, pipeline, samples.clone(), stop.clone()));
     }
     drop(samples);
@@ -190,7 +205,8 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
             }
         }
     });
-    let uplink = tokio::spawn(uplink(hub, edge.gateway.id.clone(), token, spool, live_batches, stop.clone()));
+    let lane = Lane { hub, gateway: edge.gateway.id.clone(), token, health };
+    let uplink = tokio::spawn(uplink(lane, spool, live_batches, stop.clone()));
     let _ = stop.changed().await;
     batcher.abort();
     let _ = uplink.await;
@@ -427,8 +443,47 @@ enum Delivery {
     Failed,
 }
 
-/// Sends one batch (connecting first if needed) and logs what happened.
-async fn deliver(client: &mut Option<HttpClient>, hub: &Hub, token: &str, seq: u64, body: &[u8]) -> Delivery {
+/// Where the uplink sends, as whom, and where it reports.
+struct Lane {
+    hub: Hub,
+    gateway: String,
+    token: String,
+    health: Arc<crate::health::Health>,
+}
+
+/// Sends one batch (connecting first if needed), logs what happened and records it for
+/// the health endpoint.
+async fn deliver(client: &mut Option<HttpClient>, lane: &Lane, seq: u64, body: &[u8], replaying: bool) -> Delivery {
+    let delivery = send(client, &lane.hub, &lane.token, seq, body).await;
+    if let Ok(mut uplink) = lane.health.uplink.lock() {
+        uplink.replaying = replaying;
+        match &delivery {
+            (Delivery::Delivered, _) => {
+                uplink.delivered_batches += 1;
+                uplink.last_delivery_ms = Some(now_ms());
+                uplink.connected = true;
+            }
+            (Delivery::Refused, _) => {
+                uplink.refused_batches += 1;
+                uplink.connected = true;
+            }
+            (Delivery::Failed, error) => {
+                uplink.failed_attempts += 1;
+                uplink.last_error = error.clone();
+                uplink.connected = false;
+            }
+        }
+    }
+    delivery.0
+}
+
+async fn send(
+    client: &mut Option<HttpClient>,
+    hub: &Hub,
+    token: &str,
+    seq: u64,
+    body: &[u8],
+) -> (Delivery, Option<String>) {
     let mut connect_error = String::new();
     if client.is_none() {
         *client = HttpClient::connect(hub).await.map_err(|e| connect_error = e).ok();
@@ -440,21 +495,21 @@ async fn deliver(client: &mut Option<HttpClient>, hub: &Hub, token: &str, seq: u
     match result {
         Ok((status, reply)) if (200..300).contains(&status) => {
             tracing::debug!(seq, reply = %String::from_utf8_lossy(&reply), "batch delivered");
-            Delivery::Delivered
+            (Delivery::Delivered, None)
         }
         Ok((status, reply)) if status == 400 || status == 413 || status == 422 => {
             tracing::error!(seq, status, reply = %String::from_utf8_lossy(&reply), "the hub refused a batch; dropping it");
-            Delivery::Refused
+            (Delivery::Refused, None)
         }
         Ok((status, reply)) => {
             tracing::warn!(status, reply = %String::from_utf8_lossy(&reply), "the hub did not take a batch; retrying");
             *client = None;
-            Delivery::Failed
+            (Delivery::Failed, Some(format!("the hub answered {status}")))
         }
         Err(error) => {
             tracing::warn!(%error, "the hub is unreachable; samples stay queued");
             *client = None;
-            Delivery::Failed
+            (Delivery::Failed, Some(error))
         }
     }
 }
@@ -463,14 +518,7 @@ async fn deliver(client: &mut Option<HttpClient>, hub: &Hub, token: &str, seq: u
 /// Batches queued while the hub was unreachable (or before this start) are replayed
 /// marked historical; meanwhile fresh batches from `live` go first, unmarked, so live
 /// data keeps flowing during a long replay.
-async fn uplink(
-    hub: Hub,
-    gateway: String,
-    token: String,
-    spool: Arc<Spool>,
-    mut live: mpsc::Receiver<Entry>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn uplink(lane: Lane, spool: Arc<Spool>, mut live: mpsc::Receiver<Entry>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(200);
     let mut client: Option<HttpClient> = None;
     // Batches below this sequence number were queued during an outage (`u64::MAX`: the
@@ -505,14 +553,14 @@ async fn uplink(
                 && fresh.seq > entry.seq
                 && sent_live.is_none_or(|s| fresh.seq > s)
             {
-                let body = batch_json(&gateway, &fresh, false);
-                if let Delivery::Delivered = deliver(&mut client, &hub, &token, fresh.seq, &body).await {
+                let body = batch_json(&lane.gateway, &fresh, false);
+                if let Delivery::Delivered = deliver(&mut client, &lane, fresh.seq, &body, true).await {
                     sent_live = Some(fresh.seq);
                 }
             }
             let historical = entry.seq < replay_below;
-            let body = batch_json(&gateway, &entry, historical);
-            match deliver(&mut client, &hub, &token, entry.seq, &body).await {
+            let body = batch_json(&lane.gateway, &entry, historical);
+            match deliver(&mut client, &lane, entry.seq, &body, historical).await {
                 outcome @ (Delivery::Delivered | Delivery::Refused) => {
                     if matches!(outcome, Delivery::Delivered) {
                         backoff = Duration::from_millis(200);
@@ -704,7 +752,9 @@ mod tests {
         let hub = Hub { url: crate::config::hub_url(&format!("http://{address}")).expect("url"), tls: None };
         let (live, live_batches) = mpsc::channel(4);
         let (_stop, stopped) = watch::channel(false);
-        tokio::spawn(uplink(hub, "gw".into(), "token".into(), spool.clone(), live_batches, stopped));
+        let health = Arc::new(crate::health::Health::new("gw", spool.clone()));
+        let lane = Lane { hub, gateway: "gw".into(), token: "token".into(), health: health.clone() };
+        tokio::spawn(uplink(lane, spool.clone(), live_batches, stopped));
         // The replay has begun: a fresh batch arrives.
         let first = received.recv().await.expect("first batch");
         assert_eq!(first, ("gw-1".to_owned(), true), "queued before the start: historical");
@@ -725,5 +775,12 @@ mod tests {
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "the replay is in order: {ids:?}");
         // In its turn the fresh batch is sent again (a no-op at the hub: same batch id).
         assert_eq!(order.iter().filter(|(id, _)| *id == fresh).count(), 2, "{order:?}");
+        // The health endpoint's view of it.
+        let snapshot = health.snapshot();
+        assert_eq!(snapshot["status"], "ok", "{snapshot}");
+        assert!(snapshot["uplink"]["delivered_batches"].as_u64() >= Some(41), "{snapshot}");
+        let text = health.prometheus();
+        assert!(text.contains("treaty_edge_up{gateway=\"gw\"} 1"), "{text}");
+        assert!(text.contains("treaty_edge_spool_dropped_samples{gateway=\"gw\"} 0"), "{text}");
     }
 }

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod filter;
 pub mod gateway;
+pub mod health;
 pub mod modbus;
 pub mod mqtt;
 pub mod sparkplug;

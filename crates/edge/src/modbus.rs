@@ -209,7 +209,7 @@ pub fn exception_quality(code: ExceptionCode) -> Quality {
 }
 
 /// Counters per device, for `/metrics` and the health endpoint.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
     pub requests: u64,
     pub exceptions: u64,

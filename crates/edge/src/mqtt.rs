@@ -59,7 +59,7 @@ struct JsonRoute {
 }
 
 /// Counters of one broker connection, for the health endpoint and logs.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
     pub connects: u64,
     pub connection_losses: u64,
@@ -94,6 +94,8 @@ pub struct Source {
     subscriptions: Vec<String>,
     sparkplug: Host,
     pub counters: Counters,
+    /// Where the counters are reported (the gateway's health endpoint), under a name.
+    health: Option<(Arc<crate::health::Health>, String)>,
 }
 
 /// Whether `topic` matches the MQTT topic filter `filter`.
@@ -179,7 +181,25 @@ impl Source {
             subscriptions,
             sparkplug: Host::new(),
             counters: Counters::default(),
+            health: None,
         })
+    }
+
+    /// Reports this source's counters to the gateway's health endpoint as `name`.
+    pub fn with_health(mut self, health: Arc<crate::health::Health>, name: String) -> Self {
+        self.health = Some((health, name));
+        self
+    }
+
+    fn report_health(&self) {
+        if let Some((health, name)) = &self.health
+            && let Ok(mut map) = health.mqtt.lock()
+        {
+            map.insert(
+                name.clone(),
+                crate::health::Mqtt { connection: self.counters, sparkplug: self.sparkplug.counters },
+            );
+        }
     }
 
     /// The topic filters to subscribe to.
@@ -341,7 +361,13 @@ pub async fn run(
     let (client, mut events) = AsyncClient::new(source.options(&client_id, state_at), 256);
     let mut connected = false;
     let mut backoff = Duration::from_millis(200);
+    let mut reported = std::time::Instant::now();
+    source.report_health();
     loop {
+        if reported.elapsed() >= Duration::from_secs(1) {
+            source.report_health();
+            reported = std::time::Instant::now();
+        }
         let event = tokio::select! {
             event = events.poll() => event,
             _ = stop.changed() => {

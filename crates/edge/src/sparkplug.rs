@@ -236,7 +236,7 @@ pub struct Handled {
 }
 
 /// Counters of the host side, for the health endpoint and logs.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
     pub messages: u64,
     pub undecodable: u64,

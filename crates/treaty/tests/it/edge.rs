@@ -81,6 +81,7 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
     let mut plc = modbus_server(modbus_port);
     let mqtt_port = free_port();
     let mut broker = mosquitto(dir.path(), mqtt_port);
+    let health_port = free_port();
 
     let example =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/edge.toml")).expect("example");
@@ -92,7 +93,10 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
         .replace("./treaty-edge-spool", &dir.path().join("spool").display().to_string())
         .replace("interval_ms = 1000", "interval_ms = 200")
         .replace("batch_ms = 1000", "batch_ms = 200")
-        .replace("batch_ms = 200\n", "batch_ms = 200\nfield_writes = true\n")
+        .replace(
+            "batch_ms = 200\n",
+            &format!("batch_ms = 200\nfield_writes = true\nhealth = \"127.0.0.1:{health_port}\"\n"),
+        )
         .replace(
             "timeout_ms = 1000\n",
             "timeout_ms = 1000\n\n[[modbus.writable]]\ntable = \"coil\"\naddress = 5\nmin = 0\nmax = 1\n",
@@ -181,6 +185,20 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
     });
     let _ = node.kill();
     let _ = node.wait();
+    // The gateway's loopback health endpoint sees both sources and the uplink.
+    let health: serde_json::Value = {
+        use std::io::{Read as _, Write as _};
+        let mut stream = TcpStream::connect(("127.0.0.1", health_port)).expect("health endpoint");
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).expect("reply");
+        serde_json::from_str(reply.split_once("\r\n\r\n").map_or("", |(_, b)| b)).expect("health JSON")
+    };
+    assert_eq!(health["status"], "ok", "{health}");
+    assert!(health["modbus"]["p-101-plc"]["requests"].as_u64() > Some(0), "{health}");
+    assert!(health["mqtt"]["plant-broker"]["connection"]["messages"].as_u64() >= Some(2), "{health}");
+    assert!(health["mqtt"]["plant-broker"]["sparkplug"]["births"].as_u64() >= Some(2), "{health}");
+    assert!(health["uplink"]["delivered_batches"].as_u64() > Some(0), "{health}");
 
     // The hub dies; the gateway keeps reading the PLC into its spool.
     hub.child.kill().expect("SIGKILL the hub");
