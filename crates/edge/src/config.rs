@@ -24,6 +24,9 @@ pub struct EdgeFile {
     /// MQTT brokers to subscribe to (JSON sensors, Sparkplug B edge nodes).
     #[serde(default)]
     pub mqtt: Vec<Spanned<MqttBroker>>,
+    /// OPC UA servers to subscribe to.
+    #[serde(default)]
+    pub opcua: Vec<Spanned<OpcUaServer>>,
     /// Local rules that write to a machine without the hub.
     #[serde(rename = "interlock", default)]
     pub interlocks: Vec<Spanned<Interlock>>,
@@ -42,9 +45,11 @@ impl EdgeFile {
                     + b.sparkplug.iter().map(|n| n.get_ref().tags.len()).sum::<usize>()
             })
             .sum();
+        let opcua: usize = self.opcua.iter().map(|s| s.get_ref().nodes.len()).sum();
         format!(
-            "{} Modbus device(s) with {modbus} tag(s), {} MQTT broker(s) with {mqtt} tag(s)",
+            "{} Modbus device(s) with {modbus} tag(s), {} OPC UA server(s) with {opcua} node(s), {} MQTT broker(s) with {mqtt} tag(s)",
             self.modbus.len(),
+            self.opcua.len(),
             self.mqtt.len()
         )
     }
@@ -216,6 +221,115 @@ impl TagEntry {
             offset: self.offset,
         }
     }
+}
+
+/// OPC UA message security modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityMode {
+    None,
+    Sign,
+    #[default]
+    SignAndEncrypt,
+}
+
+/// An OPC UA server and the nodes to follow on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpcUaServer {
+    pub name: String,
+    /// `opc.tcp://host:port[/path]`.
+    pub endpoint: String,
+    #[serde(default)]
+    pub security_mode: SecurityMode,
+    /// `Basic256Sha256` (default), `Aes128_Sha256_RsaOaep`, `Aes256_Sha256_RsaPss`, or
+    /// `None` (only with `security_mode = "none"` and `allow_insecure = true`).
+    #[serde(default = "default_security_policy")]
+    pub security_policy: String,
+    /// Security mode `none` is refused unless this is true.
+    #[serde(default)]
+    pub allow_insecure: bool,
+    /// User name authentication, with the password from the environment variable
+    /// `password_env` or the file `password_file` (never in this file).
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Certificate authentication of the user: PEM certificate and private key.
+    #[serde(default)]
+    pub user_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub user_key: Option<PathBuf>,
+    /// The gateway's application certificate and key (`own/`, created on first start),
+    /// and the server certificates it trusts (`trusted/`; rejected ones land in
+    /// `rejected/` for an operator to move). Default `<spool_dir>/pki`.
+    #[serde(default)]
+    pub pki_dir: Option<PathBuf>,
+    /// Trust any server certificate (commissioning only; off by default).
+    #[serde(default)]
+    pub trust_server_certs: bool,
+    #[serde(default = "default_publishing_ms")]
+    pub publishing_interval_ms: u64,
+    #[serde(rename = "node", default)]
+    pub nodes: Vec<Spanned<NodeTag>>,
+}
+
+fn default_security_policy() -> String {
+    "Basic256Sha256".into()
+}
+
+fn default_publishing_ms() -> u64 {
+    1000
+}
+
+/// A monitored node mapped to a signal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeTag {
+    /// E.g. `ns=2;s=Pump101.Temperature` or `ns=2;i=1001`.
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// From the Objects folder: `2:Pump101/2:Temperature` (namespace index:browse name).
+    #[serde(default)]
+    pub browse_path: Option<String>,
+    pub asset: String,
+    pub signal: String,
+    /// How often the server samples the value (default: the publishing interval).
+    #[serde(default)]
+    pub sampling_interval_ms: Option<u64>,
+    /// Server-side absolute deadband: changes smaller than this are not sent.
+    #[serde(default)]
+    pub deadband: Option<f64>,
+    /// Server-side percent deadband (of the node's EURange; the server must have one).
+    #[serde(default)]
+    pub deadband_percent: Option<f64>,
+    #[serde(default = "one")]
+    pub scale: f64,
+    #[serde(default)]
+    pub offset: f64,
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default = "all")]
+    pub filter: FilterSpec,
+}
+
+/// The OPC UA policy names Treaty accepts.
+pub const SECURITY_POLICIES: [&str; 4] = ["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"];
+
+/// Parses a browse path from the Objects folder into (namespace index, name) pairs.
+pub fn browse_path(path: &str) -> Option<Vec<(u16, String)>> {
+    let elements: Option<Vec<(u16, String)>> = path
+        .trim_matches('/')
+        .split('/')
+        .map(|element| match element.split_once(':') {
+            Some((ns, name)) if !name.is_empty() => Some((ns.parse().ok()?, name.to_owned())),
+            None if !element.is_empty() => Some((0, element.to_owned())),
+            _ => None,
+        })
+        .collect();
+    elements.filter(|e| !e.is_empty())
 }
 
 /// An MQTT broker and what to read from it.
@@ -575,6 +689,7 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
         }
     }
     check_mqtt(&edge, source, &assets, &mut reporter);
+    check_opcua(&edge, source, &assets, &mut reporter);
     check_interlocks(&edge, source, &mut reporter);
     if !reporter.found.is_empty() {
         return Err(Diagnostics(reporter.found));
@@ -584,6 +699,12 @@ pub fn check(file: &str, source: &str, fleet: &[Entity]) -> Result<EdgeFile, Dia
     for tag in edge.modbus.iter_mut().flat_map(|d| &mut d.polls).flat_map(|p| &mut p.tags) {
         let tag = tag.get_mut();
         resolve_percent(&mut tag.filter, span(&tag.asset, &tag.signal));
+    }
+    for server in &mut edge.opcua {
+        for tag in &mut server.get_mut().nodes {
+            let tag = tag.get_mut();
+            resolve_percent(&mut tag.filter, span(&tag.asset, &tag.signal));
+        }
     }
     for broker in &mut edge.mqtt {
         let broker = broker.get_mut();
@@ -771,6 +892,125 @@ fn check_mqtt(edge: &EdgeFile, source: &str, assets: &HashMap<&str, &AssetModel>
     }
 }
 
+fn check_opcua(edge: &EdgeFile, source: &str, assets: &HashMap<&str, &AssetModel>, reporter: &mut Reporter<'_>) {
+    for (s, spanned) in edge.opcua.iter().enumerate() {
+        let span = spanned.span();
+        let at_key = |key: &str| key_offset(source, &span, key);
+        let server = spanned.get_ref();
+        let field = format!("opcua[{s}]");
+        if !server.endpoint.starts_with("opc.tcp://") || server.endpoint.len() <= "opc.tcp://".len() {
+            reporter.report(
+                at_key("endpoint"),
+                format!("{field}.endpoint"),
+                format!("`{}` is not an opc.tcp:// URL", server.endpoint),
+            );
+        }
+        if !SECURITY_POLICIES.contains(&server.security_policy.as_str()) {
+            reporter.report(
+                at_key("security_policy"),
+                format!("{field}.security_policy"),
+                format!(
+                    "unknown security policy `{}`; use one of {}",
+                    server.security_policy,
+                    SECURITY_POLICIES.join(", ")
+                ),
+            );
+        }
+        let insecure = server.security_mode == SecurityMode::None || server.security_policy == "None";
+        if insecure && !server.allow_insecure {
+            reporter.report(
+                at_key("security_mode"),
+                format!("{field}.security_mode"),
+                "security mode or policy `none` sends everything in the clear and unauthenticated; set `allow_insecure = true` to accept that",
+            );
+        }
+        if (server.security_mode == SecurityMode::None) != (server.security_policy == "None") {
+            reporter.report(
+                at_key("security_policy"),
+                format!("{field}.security_policy"),
+                "security mode `none` goes with policy `None`, and only with it",
+            );
+        }
+        if (server.password_env.is_some() || server.password_file.is_some()) && server.username.is_none() {
+            reporter.report(at_key("username"), format!("{field}.username"), "a password needs a `username`");
+        }
+        if server.password_env.is_some() && server.password_file.is_some() {
+            reporter.report(
+                at_key("password_file"),
+                format!("{field}.password_file"),
+                "give `password_env` or `password_file`, not both",
+            );
+        }
+        if server.user_cert.is_some() != server.user_key.is_some() {
+            reporter.report(
+                at_key("user_cert"),
+                format!("{field}.user_cert"),
+                "give both `user_cert` and `user_key`, or neither",
+            );
+        }
+        if server.username.is_some() && server.user_cert.is_some() {
+            reporter.report(
+                at_key("user_cert"),
+                format!("{field}.user_cert"),
+                "authenticate with a user name or a certificate, not both",
+            );
+        }
+        if server.nodes.is_empty() {
+            reporter.report(span.start, field.clone(), "the server has no [[opcua.node]] to follow");
+        }
+        for (n, tagged) in server.nodes.iter().enumerate() {
+            let tag_span = tagged.span();
+            let at_tag = |key: &str| key_offset(source, &tag_span, key);
+            let tag = tagged.get_ref();
+            let field = format!("{field}.node[{n}]");
+            match (&tag.node_id, &tag.browse_path) {
+                (Some(id), None) => {
+                    if id.parse::<opcua::types::NodeId>().is_err() {
+                        reporter.report(
+                            at_tag("node_id"),
+                            format!("{field}.node_id"),
+                            format!("`{id}` is not a node id such as ns=2;s=Pump.Temperature or ns=2;i=1001"),
+                        );
+                    }
+                }
+                (None, Some(path)) => {
+                    if browse_path(path).is_none() {
+                        reporter.report(
+                            at_tag("browse_path"),
+                            format!("{field}.browse_path"),
+                            format!("`{path}` is not a browse path such as 2:Pump101/2:Temperature"),
+                        );
+                    }
+                }
+                _ => reporter.report(
+                    tag_span.start,
+                    format!("{field}.node_id"),
+                    "give exactly one of `node_id` or `browse_path`",
+                ),
+            }
+            if tag.deadband.is_some() && tag.deadband_percent.is_some() {
+                reporter.report(
+                    at_tag("deadband_percent"),
+                    format!("{field}.deadband"),
+                    "give `deadband` or `deadband_percent`, not both",
+                );
+            }
+            if tag.deadband.is_some_and(|d| !(d >= 0.0 && d.is_finite()))
+                || tag.deadband_percent.is_some_and(|d| !(0.0..=100.0).contains(&d))
+            {
+                reporter.report(
+                    at_tag("deadband"),
+                    format!("{field}.deadband"),
+                    "a deadband is a finite number >= 0 (percent: 0..100)",
+                );
+            }
+            let mapping =
+                Mapping { asset: &tag.asset, signal: &tag.signal, unit: tag.unit.as_deref(), filter: &tag.filter };
+            reporter.check_mapping(assets, &field, &at_tag, &mapping);
+        }
+    }
+}
+
 fn check_interlocks(edge: &EdgeFile, source: &str, reporter: &mut Reporter<'_>) {
     let mut read: std::collections::HashSet<(&str, &str)> = edge
         .modbus
@@ -779,6 +1019,9 @@ fn check_interlocks(edge: &EdgeFile, source: &str, reporter: &mut Reporter<'_>) 
         .flat_map(|p| &p.tags)
         .map(|t| (t.get_ref().asset.as_str(), t.get_ref().signal.as_str()))
         .collect();
+    for server in &edge.opcua {
+        read.extend(server.get_ref().nodes.iter().map(|t| (t.get_ref().asset.as_str(), t.get_ref().signal.as_str())));
+    }
     for broker in &edge.mqtt {
         for topic in &broker.get_ref().json {
             let topic = topic.get_ref();
@@ -972,6 +1215,53 @@ asset = "acme/p/l/p-1"
 metric = "Running"
 signal = "running"
 "#;
+
+    #[test]
+    fn opcua_servers_are_checked() {
+        let server = r#"
+[[opcua]]
+name = "plc"
+endpoint = "opc.tcp://127.0.0.1:4840"
+security_mode = "none"
+security_policy = "None"
+allow_insecure = true
+
+[[opcua.node]]
+node_id = "ns=2;s=Pump.Temperature"
+asset = "acme/p/l/p-1"
+signal = "temperature"
+deadband = 0.5
+
+[[opcua.node]]
+browse_path = "2:Pump/2:Running"
+asset = "acme/p/l/p-1"
+signal = "running"
+"#;
+        let good = format!("{GOOD}{server}");
+        let edge = check("edge.toml", &good, &fleet()).unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(edge.opcua[0].get_ref().nodes.len(), 2);
+        assert!(edge.summary().contains("1 OPC UA server(s) with 2 node(s)"), "{}", edge.summary());
+        let bad = good
+            .replace("allow_insecure = true\n", "")
+            .replace("node_id = \"ns=2;s=Pump.Temperature\"", "node_id = \"Pump.Temperature\"")
+            .replace("browse_path = \"2:Pump/2:Running\"", "browse_path = \"x:Pump\"\nnode_id = \"i=85\"");
+        let found = check("edge.toml", &bad, &fleet()).expect_err("problems").0;
+        let text: Vec<String> = found.iter().map(ToString::to_string).collect();
+        assert_eq!(found.len(), 3, "{text:?}");
+        assert!(text[0].contains("edge.toml:32:") && text[0].contains("set `allow_insecure = true`"), "{text:?}");
+        assert!(text[1].contains("edge.toml:36:") && text[1].contains("is not a node id"), "{text:?}");
+        assert!(
+            text[2].contains("edge.toml:41:") && text[2].contains("exactly one of `node_id` or `browse_path`"),
+            "{text:?}"
+        );
+        let encrypted = good
+            .replace("security_mode = \"none\"\nsecurity_policy = \"None\"\nallow_insecure = true\n", "")
+            .replace("name = \"plc\"\nendpoint", "name = \"plc\"\nsecurity_policy = \"Basic128\"\nendpoint");
+        let found = check("edge.toml", &encrypted, &fleet()).expect_err("unknown policy").0;
+        assert!(found[0].message.contains("unknown security policy `Basic128`"), "{}", found[0]);
+        assert_eq!(browse_path("/2:Pump/Motor"), Some(vec![(2, "Pump".into()), (0, "Motor".into())]));
+        assert_eq!(browse_path("2:"), None);
+    }
 
     #[test]
     fn mqtt_sources_are_checked_like_tags() {

@@ -131,6 +131,23 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
             });
         }
     }
+    for server in &edge.opcua {
+        let server = server.get_ref();
+        let mapped = server.nodes.iter().map(|t| {
+            let t = t.get_ref();
+            (SeriesKey::new(t.asset.clone(), t.signal.clone()), &t.filter)
+        });
+        let pipeline = Pipeline::new(mapped, &edge.interlocks, &writers)?;
+        tokio::spawn(crate::opcua::run(
+            server.clone(),
+            edge.gateway.id.clone(),
+            edge.gateway.spool_dir.join("pki"),
+            pipeline,
+            samples.clone(),
+            stop.clone(),
+            Some(health.clone()),
+        ));
+    }
     for broker in &edge.mqtt {
         let broker = broker.get_ref();
         let mapped = broker.json.iter().flat_map(|t| {

@@ -40,6 +40,7 @@ pub struct Health {
     spool: Arc<Spool>,
     pub modbus: Mutex<BTreeMap<String, crate::modbus::Counters>>,
     pub mqtt: Mutex<BTreeMap<String, Mqtt>>,
+    pub opcua: Mutex<BTreeMap<String, crate::opcua::Counters>>,
     pub uplink: Mutex<Uplink>,
 }
 
@@ -51,6 +52,7 @@ impl Health {
             spool,
             modbus: Mutex::default(),
             mqtt: Mutex::default(),
+            opcua: Mutex::default(),
             uplink: Mutex::default(),
         }
     }
@@ -77,6 +79,7 @@ impl Health {
             },
             "modbus": self.modbus.lock().map(|m| serde_json::json!(*m)).unwrap_or_default(),
             "mqtt": self.mqtt.lock().map(|m| serde_json::json!(*m)).unwrap_or_default(),
+            "opcua": self.opcua.lock().map(|m| serde_json::json!(*m)).unwrap_or_default(),
         })
     }
 
@@ -92,7 +95,7 @@ impl Health {
         for section in ["uplink", "spool"] {
             numbers(&snapshot[section], &format!("treaty_edge_{section}"), &format!("gateway=\"{gateway}\""), &mut out);
         }
-        for section in ["modbus", "mqtt"] {
+        for section in ["modbus", "opcua", "mqtt"] {
             if let Some(sources) = snapshot[section].as_object() {
                 for (source, counters) in sources {
                     let labels = format!("gateway=\"{gateway}\",source=\"{}\"", escape(source));

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod health;
 pub mod modbus;
 pub mod mqtt;
+pub mod opcua;
 pub mod sparkplug;
 pub mod spool;
 pub mod tls;

@@ -361,14 +361,13 @@ pub async fn run(
     let (client, mut events) = AsyncClient::new(source.options(&client_id, state_at), 256);
     let mut connected = false;
     let mut backoff = Duration::from_millis(200);
-    let mut reported = std::time::Instant::now();
-    source.report_health();
+    let mut report_every = tokio::time::interval(Duration::from_secs(1));
     loop {
-        if reported.elapsed() >= Duration::from_secs(1) {
-            source.report_health();
-            reported = std::time::Instant::now();
-        }
         let event = tokio::select! {
+            _ = report_every.tick() => {
+                source.report_health();
+                continue;
+            }
             event = events.poll() => event,
             _ = stop.changed() => {
                 if let Some(host_id) = &source.host_id {

@@ -4,4 +4,12 @@
 
 mod modbus;
 mod mqtt;
+mod opcua;
 mod spool;
+
+/// Logs of the code under test on stderr when `TREATY_TEST_LOG` is set (e.g. `debug`).
+pub fn logs() {
+    if let Ok(filter) = std::env::var("TREATY_TEST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
+}

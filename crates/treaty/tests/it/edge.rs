@@ -12,11 +12,35 @@ use std::time::{Duration, Instant};
 const PUMP: &str = "acme/plant-1/line-1/p-101";
 const ADMIN: &str = "trt_edge-test-admin-token-0123456789abcdef";
 
+/// A child process killed when the test ends, even by a failed assertion (so no peer
+/// outlives its test holding ports or pipes).
+struct Kill(Child);
+
+impl std::ops::Deref for Kill {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Kill {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-fn modbus_server(port: u16) -> Child {
+fn modbus_server(port: u16) -> Kill {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../edge/tests/peers/modbus_server.py");
     let child =
         Command::new("python3").arg(script).arg(port.to_string()).stderr(Stdio::null()).spawn().expect("python3");
@@ -25,11 +49,11 @@ fn modbus_server(port: u16) -> Child {
         assert!(Instant::now() < deadline, "pymodbus did not start: `pip install pymodbus==3.16.1` (.ci/run does)");
         std::thread::sleep(Duration::from_millis(100));
     }
-    child
+    Kill(child)
 }
 
 /// A Mosquitto broker of the test's own on `port` (killed when the test ends).
-fn mosquitto(dir: &std::path::Path, port: u16) -> Child {
+fn mosquitto(dir: &std::path::Path, port: u16) -> Kill {
     let config = dir.join("mosquitto.conf");
     std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"))
         .expect("conf");
@@ -45,7 +69,29 @@ fn mosquitto(dir: &std::path::Path, port: u16) -> Child {
         assert!(Instant::now() < deadline, "mosquitto did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    child
+    Kill(child)
+}
+
+/// The asyncua OPC UA server (P-103's controller), commanded on stdin.
+fn opcua_server(port: u16) -> Kill {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../edge/tests/peers/opcua_server.py");
+    let child = Command::new("python3")
+        .arg(script)
+        .arg(port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 with asyncua");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the asyncua server did not start: `pip install asyncua==2.1.0` (.ci/run does)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Kill(child)
 }
 
 fn latest(server: &Server) -> serde_json::Value {
@@ -82,6 +128,8 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
     let mqtt_port = free_port();
     let mut broker = mosquitto(dir.path(), mqtt_port);
     let health_port = free_port();
+    let opcua_port = free_port();
+    let mut controller = opcua_server(opcua_port);
 
     let example =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/edge.toml")).expect("example");
@@ -90,6 +138,7 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
         .replace("http://127.0.0.1:8080", &format!("http://{bind}"))
         .replace("127.0.0.1:5020", &format!("127.0.0.1:{modbus_port}"))
         .replace("mqtt://127.0.0.1:1883", &format!("mqtt://127.0.0.1:{mqtt_port}"))
+        .replace("opc.tcp://127.0.0.1:4840/", &format!("opc.tcp://127.0.0.1:{opcua_port}/"))
         .replace("./treaty-edge-spool", &dir.path().join("spool").display().to_string())
         .replace("interval_ms = 1000", "interval_ms = 200")
         .replace("batch_ms = 1000", "batch_ms = 200")
@@ -107,13 +156,15 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
     let fleet = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/fleet.toml");
     let checked = run(&["check-config", edge_path, "--fleet", fleet]);
     assert!(checked.status.success(), "{}", text(&checked.stderr));
-    let mut gateway = treaty()
-        .args(["edge", "--config", edge_path, "--fleet", fleet])
-        .env("TREATY_DEVICE_TOKEN", &device_token)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn treaty edge");
+    let mut gateway = Kill(
+        treaty()
+            .args(["edge", "--config", edge_path, "--fleet", fleet])
+            .env("TREATY_DEVICE_TOKEN", &device_token)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn treaty edge"),
+    );
 
     // Every tag arrives, decoded, scaled and in range.
     wait_for("the gateway's first samples", || latest(&hub)["signals"]["running"]["value"] == 1.0);
@@ -153,6 +204,20 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
         body.contains("device.interlock")
     });
 
+    // P-103's OPC UA controller (asyncua): its values arrive through the subscription.
+    const P103: &str = "acme/plant-1/line-1/p-103";
+    wait_for("the OPC UA values at the hub", || {
+        let signals = latest_of(&hub, P103)["signals"].clone();
+        signals["bearing_temperature"]["value"] == 20.0 && signals["running"]["value"] == 1.0
+    });
+    {
+        use std::io::Write as _;
+        let stdin = controller.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "set Temperature 47.5").and_then(|()| stdin.flush()).expect("command the controller");
+    }
+    wait_for("an OPC UA value change at the hub", || {
+        latest_of(&hub, P103)["signals"]["bearing_temperature"]["value"] == 47.5
+    });
     // A JSON vibration sensor on P-101, published by Mosquitto's own client.
     wait_for("the JSON sensor's reading at the hub", || {
         let published = Command::new("mosquitto_pub")
@@ -165,12 +230,15 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
     });
     // A Sparkplug B edge node (pysparkplug) for P-102: birth, then data by alias.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../edge/tests/peers/sparkplug_node.py");
-    let mut node = Command::new("python3")
-        .args([script, &mqtt_port.to_string(), "plant-1", "line-1-edge", "p-102", "Bearing/Temperature", "55.5"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("python3 with pysparkplug");
+    let mut node = Kill(
+        Command::new("python3")
+            .args([script, &mqtt_port.to_string(), "plant-1", "line-1-edge", "p-102", "Bearing/Temperature", "55.5"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with pysparkplug"),
+    );
     const P102: &str = "acme/plant-1/line-1/p-102";
     wait_for("the Sparkplug birth at the hub", || {
         latest_of(&hub, P102)["signals"]["bearing_temperature"]["value"] == 55.5
@@ -186,7 +254,7 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
     let _ = node.kill();
     let _ = node.wait();
     // The gateway's loopback health endpoint sees both sources and the uplink.
-    let health: serde_json::Value = {
+    let health = || -> serde_json::Value {
         use std::io::{Read as _, Write as _};
         let mut stream = TcpStream::connect(("127.0.0.1", health_port)).expect("health endpoint");
         stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
@@ -194,10 +262,18 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
         stream.read_to_string(&mut reply).expect("reply");
         serde_json::from_str(reply.split_once("\r\n\r\n").map_or("", |(_, b)| b)).expect("health JSON")
     };
+    // Sources report their counters about once a second.
+    wait_for("the sources' counters in the health report", || {
+        let now = health();
+        now["opcua"]["p-103-controller"]["value_changes"].as_u64() >= Some(3)
+            && now["mqtt"]["plant-broker"]["sparkplug"]["births"].as_u64() >= Some(2)
+    });
+    let health = health();
     assert_eq!(health["status"], "ok", "{health}");
     assert!(health["modbus"]["p-101-plc"]["requests"].as_u64() > Some(0), "{health}");
     assert!(health["mqtt"]["plant-broker"]["connection"]["messages"].as_u64() >= Some(2), "{health}");
     assert!(health["mqtt"]["plant-broker"]["sparkplug"]["births"].as_u64() >= Some(2), "{health}");
+    assert!(health["opcua"]["p-103-controller"]["value_changes"].as_u64() >= Some(3), "{health}");
     assert!(health["uplink"]["delivered_batches"].as_u64() > Some(0), "{health}");
 
     // The hub dies; the gateway keeps reading the PLC into its spool.
@@ -236,6 +312,8 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
     let _ = plc.wait();
     let _ = broker.kill();
     let _ = broker.wait();
+    let _ = controller.kill();
+    let _ = controller.wait();
 }
 
 fn now_ms() -> i64 {
@@ -291,13 +369,15 @@ fn the_gateway_reaches_an_https_hub_it_trusts_and_only_that() {
             .replace("interval_ms = 1000", "interval_ms = 200")
             .replace("batch_ms = 1000", "batch_ms = 200");
         std::fs::write(&edge_file, config).expect("write edge file");
-        treaty()
-            .args(["edge", "--config", edge_file.to_str().expect("utf-8"), "--fleet", fleet])
-            .env("TREATY_DEVICE_TOKEN", &device_token)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn treaty edge")
+        Kill(
+            treaty()
+                .args(["edge", "--config", edge_file.to_str().expect("utf-8"), "--fleet", fleet])
+                .env("TREATY_DEVICE_TOKEN", &device_token)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn treaty edge"),
+        )
     };
     let path = format!("/api/v1/telemetry/latest?asset={PUMP}");
     // A gateway that trusts another authority never hands its data to this hub.

@@ -199,6 +199,14 @@ impl Server {
     }
 }
 
+/// A server a test forgets (or that outlives a failed assertion) does not linger.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// One HTTP/1.1 POST with a JSON body over a fresh connection.
 fn http_post(address: &str, path: &str, token: &str, body: &str) -> std::io::Result<(u16, String)> {
     {
@@ -340,9 +348,9 @@ fn acknowledged_telemetry_survives_sigkill_of_the_hub() {
         while acknowledged.load(Ordering::SeqCst) < target && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
-        let mut child = server.child;
-        child.kill().expect("SIGKILL the hub");
-        child.wait().expect("reap");
+        let mut server = server;
+        server.child.kill().expect("SIGKILL the hub");
+        server.child.wait().expect("reap");
         writer.join().expect("writer");
         let acked = acknowledged.load(Ordering::SeqCst);
         assert!(acked >= target, "round {round}: the writer made no progress");
