@@ -1,7 +1,8 @@
 //! `treaty bench gateway`: one `treaty edge` process polling `devices` Modbus TCP servers
 //! (pymodbus, one process serving every port) with `registers` holding registers each,
-//! once a second, and sending everything to a hub. Reports the gateway's resident memory
-//! and CPU (from `/proc`) and checks that the hub received every reading.
+//! once a second, and following `opcua_changes` value changes per second on an asyncua
+//! OPC UA server (`opcua_nodes` nodes), sending everything to a hub. Reports the
+//! gateway's resident memory and CPU (from `/proc`) and checks what the hub received.
 
 use crate::datasets::{asset_path, signal_name};
 use crate::hub::Hub;
@@ -20,6 +21,11 @@ pub struct GatewayBench {
     pub treaty: PathBuf,
     /// The pymodbus server script (crates/edge/tests/peers/modbus_server.py).
     pub modbus_server: PathBuf,
+    /// Value changes per second on the OPC UA server (0: no OPC UA load).
+    pub opcua_changes: usize,
+    pub opcua_nodes: usize,
+    /// The asyncua server script (crates/edge/tests/peers/opcua_server.py).
+    pub opcua_server: PathBuf,
     pub work_dir: PathBuf,
 }
 
@@ -36,7 +42,8 @@ pub fn run(bench: &GatewayBench) -> anyhow::Result<String> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let tags = bench.devices * bench.registers;
-    let assets = tags.div_ceil(20);
+    let nodes = if bench.opcua_changes > 0 { bench.opcua_nodes.max(1) } else { 0 };
+    let assets = (tags + nodes).div_ceil(20);
     let hub = Hub::start(&dir.join("hub"), assets)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().saturating_add(1000);
     let mut plc = crate::peers::pymodbus(&bench.modbus_server, port, bench.devices)?;
@@ -64,6 +71,41 @@ pub fn run(bench: &GatewayBench) -> anyhow::Result<String> {
             );
         }
     }
+    let mut opcua = None;
+    if nodes > 0 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut server = Command::new("python3")
+            .arg(&bench.opcua_server)
+            .arg(port.to_string())
+            .args(["--load", &nodes.to_string(), &bench.opcua_changes.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the asyncua server (pip install asyncua==2.1.0)")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                let _ = server.kill();
+                anyhow::bail!("the asyncua server did not start");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = write!(
+            edge,
+            "\n[[opcua]]\nname = \"load\"\nendpoint = \"opc.tcp://127.0.0.1:{port}/treaty-test\"\nsecurity_mode = \"none\"\nsecurity_policy = \"None\"\nallow_insecure = true\npublishing_interval_ms = 100\n"
+        );
+        for i in 0..nodes {
+            let n = tags + i;
+            let _ = write!(
+                edge,
+                "[[opcua.node]]\nnode_id = \"ns=2;s=Load.{i}\"\nasset = \"{}\"\nsignal = \"{}\"\nsampling_interval_ms = 50\n",
+                asset_path(n / 20),
+                signal_name(n % 20)
+            );
+        }
+        opcua = Some(server);
+    }
     let edge_file = dir.join("edge.toml");
     std::fs::write(&edge_file, edge)?;
     let mut gateway = Command::new(&bench.treaty)
@@ -89,21 +131,56 @@ pub fn run(bench: &GatewayBench) -> anyhow::Result<String> {
     let _ = gateway.wait();
     let _ = plc.kill();
     let _ = plc.wait();
-    let mut received = 0usize;
-    for n in 0..tags {
-        received +=
-            hub.tsdb.range(&SeriesKey::new(asset_path(n / 20), signal_name(n % 20)), window_start, window_end)?.len();
+    if let Some(mut server) = opcua {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    let count = |range: std::ops::Range<usize>| -> anyhow::Result<usize> {
+        let mut received = 0;
+        for n in range {
+            let key = SeriesKey::new(asset_path(n / 20), signal_name(n % 20));
+            received += hub.tsdb.range(&key, window_start, window_end)?.len();
+        }
+        Ok(received)
+    };
+    let received = count(0..tags)?;
+    let changes = count(tags..tags + nodes)?;
+    // Each node counts up by one per round: a gap between consecutive values at the hub is
+    // a change the gateway missed, whatever rate the server managed.
+    let mut missed = 0u64;
+    for n in tags..tags + nodes {
+        let key = SeriesKey::new(asset_path(n / 20), signal_name(n % 20));
+        let samples = hub.tsdb.range(&key, window_start, window_end)?;
+        for pair in samples.windows(2) {
+            missed += (pair[1].value - pair[0].value - 1.0).max(0.0) as u64;
+        }
     }
     let ticks_per_second = 100.0; // USER_HZ on Linux
     let cpu = (ticks_after - ticks_before) as f64 / ticks_per_second / elapsed.as_secs_f64() * 100.0;
     let expected = tags as f64 * (window_end - window_start) as f64 / 1000.0;
+    let opcua_load = if nodes > 0 {
+        format!(" + {} OPC UA value changes/s on {nodes} nodes (asyncua)", bench.opcua_changes)
+    } else {
+        String::new()
+    };
     let mut report = format!(
-        "## Edge gateway load: {} Modbus TCP devices x {} registers, polled once a second ({} registers/s), {} s\n\n| measure | value |\n|---|---|\n",
+        "## Edge gateway load: {} Modbus TCP devices x {} registers, polled once a second ({} registers/s){opcua_load}, {} s\n\n| measure | value |\n|---|---|\n",
         bench.devices, bench.registers, tags, bench.seconds
     );
     let _ = writeln!(report, "| gateway CPU | {cpu:.1}% of one core |");
     let _ =
         writeln!(report, "| gateway RSS (now / peak) | {:.1} / {:.1} MiB |", rss as f64 / 1024.0, peak as f64 / 1024.0);
-    let _ = writeln!(report, "| readings at the hub in the window | {received} (expected about {expected:.0}) |");
+    let _ =
+        writeln!(report, "| Modbus readings at the hub in the window | {received} (expected about {expected:.0}) |");
+    if nodes > 0 {
+        let seconds = (window_end - window_start) as f64 / 1000.0;
+        let _ = writeln!(
+            report,
+            "| OPC UA value changes at the hub in the window | {changes} ({:.0}/s; asked of the server: {}/s) |",
+            changes as f64 / seconds,
+            bench.opcua_changes
+        );
+        let _ = writeln!(report, "| OPC UA changes missed (gaps in each node's count) | {missed} |");
+    }
     Ok(report)
 }

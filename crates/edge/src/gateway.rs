@@ -608,23 +608,50 @@ async fn uplink(lane: Lane, spool: Arc<Spool>, mut live: mpsc::Receiver<Entry>, 
 
 /// The hub's JSON batch for a spool entry; the batch id makes a replay a no-op.
 pub fn batch_json(gateway: &str, entry: &Entry, historical: bool) -> Vec<u8> {
-    let series: Vec<serde_json::Value> = entry
-        .series
-        .iter()
-        .map(|(key, samples)| {
-            serde_json::json!({
-                "asset": key.asset,
-                "signal": key.signal,
-                "timestamps": samples.iter().map(|s| s.ts).collect::<Vec<_>>(),
-                "values": samples.iter().map(|s| if s.value.is_finite() { Some(s.value) } else { None }).collect::<Vec<_>>(),
-                "qualities": samples.iter().map(|s| s.quality.0).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let mut batch = serde_json::json!({"batch_id": format!("{gateway}-{}", entry.seq), "series": series});
-    if historical {
-        batch["historical"] = serde_json::Value::Bool(true);
+    /// Serialised straight from the entry (no intermediate JSON tree: a batch can hold
+    /// tens of thousands of samples, and the gateway should stay small).
+    #[derive(serde::Serialize)]
+    struct Batch<'a> {
+        batch_id: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        historical: bool,
+        series: Vec<Series<'a>>,
     }
+    #[derive(serde::Serialize)]
+    struct Series<'a> {
+        asset: &'a str,
+        signal: &'a str,
+        #[serde(serialize_with = "timestamps")]
+        timestamps: &'a [Sample],
+        #[serde(serialize_with = "values")]
+        values: &'a [Sample],
+        #[serde(serialize_with = "qualities")]
+        qualities: &'a [Sample],
+    }
+    fn timestamps<S: serde::Serializer>(samples: &&[Sample], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(samples.iter().map(|x| x.ts))
+    }
+    fn values<S: serde::Serializer>(samples: &&[Sample], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(samples.iter().map(|x| x.value.is_finite().then_some(x.value)))
+    }
+    fn qualities<S: serde::Serializer>(samples: &&[Sample], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(samples.iter().map(|x| x.quality.0))
+    }
+    let batch = Batch {
+        batch_id: format!("{gateway}-{}", entry.seq),
+        historical,
+        series: entry
+            .series
+            .iter()
+            .map(|(key, samples)| Series {
+                asset: &key.asset,
+                signal: &key.signal,
+                timestamps: samples,
+                values: samples,
+                qualities: samples,
+            })
+            .collect(),
+    };
     serde_json::to_vec(&batch).unwrap_or_default()
 }
 

@@ -49,6 +49,15 @@ pub enum BenchCommand {
         /// The pymodbus server script.
         #[arg(long, default_value = "crates/edge/tests/peers/modbus_server.py")]
         modbus_server: PathBuf,
+        /// OPC UA value changes per second to follow at the same time (0: none).
+        #[arg(long, default_value_t = 10_000)]
+        opcua_changes: usize,
+        /// Over this many OPC UA nodes.
+        #[arg(long, default_value_t = 1_000)]
+        opcua_nodes: usize,
+        /// The asyncua server script.
+        #[arg(long, default_value = "crates/edge/tests/peers/opcua_server.py")]
+        opcua_server: PathBuf,
         #[arg(long, default_value = "./treaty-bench")]
         work_dir: PathBuf,
     },
@@ -124,9 +133,28 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             let bench = bench::filters::FilterBench { data_dir };
             tokio::task::spawn_blocking(move || bench::filters::run(&bench)).await??
         }
-        BenchCommand::Gateway { devices, registers, seconds, modbus_server, work_dir } => {
+        BenchCommand::Gateway {
+            devices,
+            registers,
+            seconds,
+            modbus_server,
+            opcua_changes,
+            opcua_nodes,
+            opcua_server,
+            work_dir,
+        } => {
             let treaty = std::env::current_exe()?;
-            let bench = bench::gateway::GatewayBench { devices, registers, seconds, treaty, modbus_server, work_dir };
+            let bench = bench::gateway::GatewayBench {
+                devices,
+                registers,
+                seconds,
+                treaty,
+                modbus_server,
+                opcua_changes,
+                opcua_nodes,
+                opcua_server,
+                work_dir,
+            };
             tokio::task::spawn_blocking(move || bench::gateway::run(&bench)).await??
         }
         BenchCommand::Interlock { cycles, poll_ms, modbus_server, fleet, work_dir } => {

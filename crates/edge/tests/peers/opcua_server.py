@@ -1,12 +1,15 @@
 """An OPC UA server written with asyncua (an independent implementation), driven line by
 line from stdin:
 
-    python3 opcua_server.py PORT [--secure DIR USER PASSWORD]
+    python3 opcua_server.py PORT [--secure DIR USER PASSWORD | --load NODES RATE]
 
 Objects/2:Pump101 holds Temperature (Double), Running (Boolean), Speed (Int16) and Label
 (String), node ids ns=2;s=Pump101.<name>. Plain mode offers only security None;
 --secure offers only Basic256Sha256 with SignAndEncrypt, writes the server certificate
 to DIR/server.der and accepts only USER/PASSWORD.
+
+--load adds NODES Double variables ns=2;s=Load.<i> and changes RATE of them per second
+in total (round robin, ten rounds a second) for the gateway benchmark.
 
 Commands: `set NAME VALUE`, `bad NAME` (status Bad_SensorFailure), `burst NAME N`
 (N writes of 0..N-1 as fast as possible). Prints `ready`, then `ok` after each command.
@@ -35,6 +38,7 @@ class OneUser(UserManager):
 async def main():
     port = int(sys.argv[1])
     secure = len(sys.argv) > 2 and sys.argv[2] == "--secure"
+    load = (int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) > 2 and sys.argv[2] == "--load" else None
     server = Server(user_manager=OneUser(sys.argv[4], sys.argv[5]) if secure else None)
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/treaty-test")
@@ -65,14 +69,38 @@ async def main():
         ("Label", "P-101", ua.VariantType.String),
     ]:
         nodes[name] = await pump.add_variable(ua.NodeId(f"Pump101.{name}", ns), ua.QualifiedName(name, ns), value, vtype)
+    if load:
+        count, rate = load
+        holder = await server.nodes.objects.add_object(ua.NodeId("Load", ns), ua.QualifiedName("Load", ns))
+        load_nodes = [
+            (await holder.add_variable(ua.NodeId(f"Load.{i}", ns), ua.QualifiedName(f"Load{i}", ns), 0.0, ua.VariantType.Double)).nodeid
+            for i in range(count)
+        ]
+
+        async def drive():
+            per_tick, value, at = max(1, rate // 10), 0.0, 0
+            next_tick = asyncio.get_running_loop().time()
+            while True:
+                for _ in range(per_tick):
+                    await server.write_attribute_value(load_nodes[at], ua.DataValue(ua.Variant(value, ua.VariantType.Double)))
+                    at += 1
+                    if at == count:
+                        at, value = 0, value + 1.0
+                next_tick += 0.1
+                await asyncio.sleep(max(0.0, next_tick - asyncio.get_running_loop().time()))
+
     types = {"Temperature": ua.VariantType.Double, "Running": ua.VariantType.Boolean, "Speed": ua.VariantType.Int16}
     async with server:
+        if load:
+            driver = asyncio.ensure_future(drive())  # noqa: F841 (runs until exit)
         print("ready", flush=True)
         loop = asyncio.get_running_loop()
         while True:
             line = await loop.run_in_executor(None, sys.stdin.readline)
             if not line:
                 return
+            if not line.strip():
+                continue
             cmd, *args = line.split()
             if cmd == "set":
                 name, raw = args
