@@ -1,7 +1,8 @@
-//! The running gateway (`treaty edge`): Modbus pollers -> per-tag filters -> batches in
-//! the store-and-forward spool -> the uplink, which sends them to the hub's JSON batch
-//! endpoint with the spool sequence as batch id and acknowledges them in the spool only
-//! after the hub replied 2xx. The gateway opens no listening port.
+//! The running gateway (`treaty edge`): Modbus pollers, OPC UA sessions and MQTT
+//! subscriptions -> interlocks and per-tag filters -> batches in the store-and-forward
+//! spool -> the uplink, which sends them to the hub's JSON batch endpoint with the spool
+//! sequence as batch id and acknowledges them in the spool only after the hub replied
+//! 2xx. The gateway opens no listening port but the optional loopback health endpoint.
 
 use crate::config::{EdgeFile, Interlock};
 use crate::filter::Filter;
