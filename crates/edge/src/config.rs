@@ -315,6 +315,20 @@ pub struct NodeTag {
     pub filter: FilterSpec,
 }
 
+/// A password from the environment variable `env` or the file `file` (its first line),
+/// an empty one when neither is given.
+pub fn password(env: Option<&str>, file: Option<&std::path::Path>) -> Result<String, String> {
+    match (env, file) {
+        (Some(var), _) => {
+            std::env::var(var).map_err(|_| format!("environment variable {var} (the password) is not set"))
+        }
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .map(|p| p.lines().next().unwrap_or("").to_owned())
+            .map_err(|e| format!("password file {}: {e}", file.display())),
+        (None, None) => Ok(String::new()),
+    }
+}
+
 /// The OPC UA policy names Treaty accepts.
 pub const SECURITY_POLICIES: [&str; 4] = ["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"];
 
@@ -344,9 +358,12 @@ pub struct MqttBroker {
     pub client_id: Option<String>,
     #[serde(default)]
     pub username: Option<String>,
-    /// Environment variable holding the password (never the password itself).
+    /// Environment variable holding the password, or a file holding it (never the
+    /// password itself).
     #[serde(default)]
     pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     /// PEM file of the certificate authorities trusted for `mqtts://` (the system's trust
     /// store when absent).
     #[serde(default)]
@@ -763,8 +780,15 @@ fn check_mqtt(edge: &EdgeFile, source: &str, assets: &HashMap<&str, &AssetModel>
                 "give both `client_cert` and `client_key`, or neither",
             );
         }
-        if broker.password_env.is_some() && broker.username.is_none() {
-            reporter.report(at_key("password_env"), format!("{field}.username"), "`password_env` needs a `username`");
+        if (broker.password_env.is_some() || broker.password_file.is_some()) && broker.username.is_none() {
+            reporter.report(at_key("username"), format!("{field}.username"), "a password needs a `username`");
+        }
+        if broker.password_env.is_some() && broker.password_file.is_some() {
+            reporter.report(
+                at_key("password_file"),
+                format!("{field}.password_file"),
+                "give `password_env` or `password_file`, not both",
+            );
         }
         if broker.json.is_empty() && broker.sparkplug.is_empty() {
             reporter.report(span.start, field.clone(), "the broker has no [[mqtt.json]] or [[mqtt.sparkplug]] to read");

@@ -126,15 +126,13 @@ impl Source {
         } else {
             None
         };
-        let credentials = match (&broker.username, &broker.password_env) {
-            (Some(user), Some(var)) => {
-                let password = std::env::var(var).map_err(|_| {
-                    format!("mqtt `{}`: environment variable {var} (the password) is not set", broker.name)
-                })?;
+        let credentials = match &broker.username {
+            Some(user) => {
+                let password = crate::config::password(broker.password_env.as_deref(), broker.password_file.as_deref())
+                    .map_err(|e| format!("mqtt `{}`: {e}", broker.name))?;
                 Some((user.clone(), password))
             }
-            (Some(user), None) => Some((user.clone(), String::new())),
-            _ => None,
+            None => None,
         };
         let target = |asset: &str, tag: &crate::config::FieldTag| Target {
             key: SeriesKey::new(asset, tag.signal.clone()),

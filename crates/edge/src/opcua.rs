@@ -383,15 +383,7 @@ pub async fn run(
 fn identity(server: &OpcUaServer) -> Result<IdentityToken, String> {
     match (&server.username, &server.user_cert, &server.user_key) {
         (Some(user), _, _) => {
-            let password = match (&server.password_env, &server.password_file) {
-                (Some(var), _) => {
-                    std::env::var(var).map_err(|_| format!("environment variable {var} (the password) is not set"))?
-                }
-                (None, Some(file)) => std::fs::read_to_string(file)
-                    .map(|p| p.trim_end_matches(['\r', '\n']).to_owned())
-                    .map_err(|e| format!("password file {}: {e}", file.display()))?,
-                (None, None) => String::new(),
-            };
+            let password = crate::config::password(server.password_env.as_deref(), server.password_file.as_deref())?;
             Ok(IdentityToken::new_user_name(user.clone(), password))
         }
         (None, Some(cert), Some(key)) => {

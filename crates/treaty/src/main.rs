@@ -81,7 +81,13 @@ fn main() -> ExitCode {
         eprintln!("error: {error:#}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if matches!(cli.command, Command::Edge(_)) {
+        // The gateway's blocking work (spool writes, audit lines) is sequential: a few
+        // blocking threads are enough, and each idle one keeps allocator pages resident.
+        builder.max_blocking_threads(2).thread_keep_alive(std::time::Duration::from_secs(2));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -26,8 +26,31 @@ struct Broker {
 
 impl Broker {
     fn start(dir: &Path, port: u16, tls: Option<&Path>) -> Self {
+        Self::start_with(dir, port, tls, None)
+    }
+
+    /// With `users`, only those (name, password) may connect.
+    fn start_with(dir: &Path, port: u16, tls: Option<&Path>, users: Option<&[(&str, &str)]>) -> Self {
         let config = dir.join(format!("mosquitto-{port}.conf"));
-        let mut text = format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n");
+        let mut text = format!("listener {port} 127.0.0.1\npersistence false\n");
+        match users {
+            None => text += "allow_anonymous true\n",
+            Some(users) => {
+                let file = dir.join(format!("passwd-{port}"));
+                for (i, (user, password)) in users.iter().enumerate() {
+                    let mut command = Command::new("mosquitto_passwd");
+                    if i == 0 {
+                        command.arg("-c");
+                    }
+                    let status = command.arg("-b").arg(&file).args([user, password]).status();
+                    assert!(status.expect("mosquitto_passwd (package mosquitto)").success(), "mosquitto_passwd");
+                }
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+                let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644));
+                text += &format!("allow_anonymous false\npassword_file {}\n", file.display());
+            }
+        }
         if let Some(certs) = tls {
             text += &format!("cafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n", certs.display());
         }
@@ -267,6 +290,42 @@ async fn a_pysparkplug_node_births_gaps_garbage_and_death() {
     node.send("die");
     let dead = expect(&mut samples, "speed", "bad quality after NDEATH", |s| !s.quality.is_good()).await;
     assert_eq!(dead.quality.sub_code(), 0x008A, "Bad_NotConnected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_with_passwords_takes_only_the_right_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _broker = Broker::start_with(dir.path(), port, None, Some(&[("gateway", "right-one"), ("sensor", "s3nsor")]));
+    let password = dir.path().join("gateway.password");
+    let config = |secret: &str| {
+        std::fs::write(&password, format!("{secret}\n")).expect("password file");
+        let text = JSON_SENSOR.replace("PORT", &port.to_string()).replace(
+            "name = \"sensors\"",
+            &format!("name = \"sensors\"\nusername = \"gateway\"\npassword_file = \"{}\"", password.display()),
+        );
+        broker_config(&text)
+    };
+    // The source reads the password when it is built.
+    let (mut refused, _stop_refused) = subscribe(&config("wrong"));
+    let (mut samples, _stop) = subscribe(&config("right-one"));
+    let feed = async {
+        loop {
+            let status = Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-u", "sensor", "-P", "s3nsor"])
+                .args(["-t", "acme/p-101/vibration", "-m", r#"{"ts": 1795311501123, "rms": 500}"#])
+                .status()
+                .expect("mosquitto_pub");
+            assert!(status.success(), "the sensor's own credentials work");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let sample = tokio::select! {
+        s = expect(&mut samples, "vibration", "a value with the right password", |s| s.quality.is_good()) => s,
+        _ = feed => unreachable!(),
+    };
+    assert_eq!(sample.value, 0.5);
+    assert!(refused.try_recv().is_err(), "a wrong password must not subscribe");
 }
 
 /// A CA and a server certificate for 127.0.0.1 (`tests/peers/make_certs.sh`).
