@@ -43,6 +43,36 @@ impl Telemetry {
         self.catalog.read().map(|c| c.clone()).unwrap_or_default()
     }
 
+    /// Checks samples against the asset models (reloading the catalogue once if an asset
+    /// is unknown): what may be stored, and each rejected sample with its reason. The
+    /// HTTP endpoints and in-process sources (the Sparkplug host) share it.
+    pub async fn validate(
+        &self,
+        store: &store::RecordStoreRef,
+        series: SeriesSamples,
+    ) -> ApiResult<(SeriesSamples, Vec<Rejected>)> {
+        let mut catalog = self.catalog();
+        if series.iter().any(|(key, _)| !catalog.has_asset(&key.asset)) {
+            catalog = self.refresh(store, false).await?;
+        }
+        Ok(catalog.validate(series, now_ms(), self.max_future_ms))
+    }
+
+    /// Writes validated samples durably (acknowledged once fsync'd) and counts them.
+    pub async fn write(&self, request: WriteRequest) -> ApiResult<tsdb::WriteOutcome> {
+        let historical = request.historical;
+        let tsdb = self.tsdb.clone();
+        let outcome = tokio::task::spawn_blocking(move || tsdb.write(request))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        metrics::counter!("treaty_telemetry_samples_stored_total").increment(outcome.stored as u64);
+        if historical {
+            metrics::counter!("treaty_telemetry_historical_samples_stored_total").increment(outcome.stored as u64);
+        }
+        Ok(outcome)
+    }
+
     /// Loads the catalogue of valid series from the store now.
     pub async fn reload(&self, store: &store::RecordStoreRef) -> ApiResult<usize> {
         Ok(self.refresh(store, true).await?.asset_count())
@@ -186,11 +216,7 @@ async fn ingest(
             key.asset
         )));
     }
-    let mut catalog = service.catalog();
-    if series.iter().any(|(key, _)| !catalog.has_asset(&key.asset)) {
-        catalog = service.refresh(&state.store, false).await?;
-    }
-    let (accepted, rejected) = catalog.validate(series, now_ms(), service.max_future_ms);
+    let (accepted, rejected) = service.validate(&state.store, series).await?;
     let mut rejections: Vec<Value> = extra_rejections;
     rejections.extend(rejected.iter().map(|r| rejection_json(r, line_of(r))));
     let submitted: usize = accepted.iter().map(|(_, s)| s.len()).sum();
@@ -202,17 +228,8 @@ async fn ingest(
     let outcome = if submitted == 0 {
         tsdb::WriteOutcome::default()
     } else {
-        let tsdb = service.tsdb.clone();
-        let request = WriteRequest { batch_id: batch_id.clone(), series: accepted, historical };
-        tokio::task::spawn_blocking(move || tsdb.write(request))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?
+        service.write(WriteRequest { batch_id: batch_id.clone(), series: accepted, historical }).await?
     };
-    metrics::counter!("treaty_telemetry_samples_stored_total").increment(outcome.stored as u64);
-    if historical {
-        metrics::counter!("treaty_telemetry_historical_samples_stored_total").increment(outcome.stored as u64);
-    }
     metrics::counter!("treaty_telemetry_samples_rejected_total").increment(rejections.len() as u64);
     let body = json!({
         "batch_id": batch_id,

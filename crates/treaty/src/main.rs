@@ -8,6 +8,7 @@ mod edge;
 mod import;
 mod logging;
 mod serve;
+mod sparkplug_host;
 mod tls;
 mod token;
 

@@ -44,6 +44,22 @@ pub struct ServeArgs {
     /// The PEM private key of `--tls-cert`.
     #[arg(long, value_name = "FILE", requires = "tls_cert", env = "TREATY_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Also act as a Sparkplug B host application on this broker (`mqtt://host:port` or
+    /// `mqtts://host:port`): device metrics are stored as telemetry.
+    #[arg(long, value_name = "URL", env = "TREATY_SPARKPLUG_BROKER")]
+    pub sparkplug_broker: Option<String>,
+    /// The host id in `spBv1.0/STATE/<id>`.
+    #[arg(long, default_value = "treaty-hub", requires = "sparkplug_broker")]
+    pub sparkplug_host_id: String,
+    /// Follow only these Sparkplug groups (repeatable; all by default).
+    #[arg(long = "sparkplug-group", value_name = "GROUP", requires = "sparkplug_broker")]
+    pub sparkplug_groups: Vec<String>,
+    /// Broker user name; the password comes from TREATY_SPARKPLUG_PASSWORD.
+    #[arg(long, requires = "sparkplug_broker")]
+    pub sparkplug_username: Option<String>,
+    /// PEM authorities for an `mqtts://` broker (the system's store when absent).
+    #[arg(long, value_name = "FILE", requires = "sparkplug_broker")]
+    pub sparkplug_ca_file: Option<PathBuf>,
 }
 
 /// How often a serving hub bounds its WAL and applies retention.
@@ -85,6 +101,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         }
     });
+    if let Some(broker) = &args.sparkplug_broker {
+        let host = crate::sparkplug_host::HostOptions {
+            broker: broker.clone(),
+            host_id: args.sparkplug_host_id.clone(),
+            groups: args.sparkplug_groups.clone(),
+            username: args.sparkplug_username.clone(),
+            password: std::env::var("TREATY_SPARKPLUG_PASSWORD").ok(),
+            ca_file: args.sparkplug_ca_file.clone(),
+        };
+        let (telemetry, store) = (telemetry.clone(), store.clone());
+        tokio::spawn(async move {
+            if let Err(error) = crate::sparkplug_host::run(host, telemetry, store).await {
+                tracing::error!(error = %format!("{error:#}"), "the Sparkplug host stopped");
+            }
+        });
+    }
     let options = api::AppOptions {
         body_limit: args.body_limit,
         telemetry_body_limit: args.telemetry_body_limit,

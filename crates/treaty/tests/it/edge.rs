@@ -399,3 +399,61 @@ fn the_gateway_reaches_an_https_hub_it_trusts_and_only_that() {
     let _ = hub.child.kill();
     let _ = hub.child.wait();
 }
+
+#[test]
+fn the_hub_is_a_sparkplug_host_application() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mqtt_port = free_port();
+    let _broker = mosquitto(dir.path(), mqtt_port);
+    let data = dir.path().join("hub");
+    let data = data.to_str().expect("utf-8");
+    let broker_url = format!("mqtt://127.0.0.1:{mqtt_port}");
+    let hub = Server::start_args(data, Some(ADMIN), true, "127.0.0.1:0", &["--sparkplug-broker", &broker_url]);
+    // The host announces itself with a retained STATE message.
+    let state = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &mqtt_port.to_string(),
+            "-t",
+            "spBv1.0/STATE/treaty-hub",
+            "-C",
+            "1",
+            "-W",
+            "20",
+        ])
+        .output()
+        .expect("mosquitto_sub (package mosquitto-clients)");
+    let state = text(&state.stdout);
+    assert!(state.contains("\"online\":true"), "STATE: {state}");
+    // A pysparkplug node whose device is P-102 (asset id with `/` written as `:`).
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../edge/tests/peers/sparkplug_node.py");
+    let mut node = Kill(
+        Command::new("python3")
+            .args([script, &mqtt_port.to_string(), "plant-1", "line-1-edge", "acme:plant-1:line-1:p-102"])
+            .args(["bearing_temperature", "55.5"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with pysparkplug"),
+    );
+    const P102: &str = "acme/plant-1/line-1/p-102";
+    wait_for("the DBIRTH value at the hub", || {
+        latest_of(&hub, P102)["signals"]["bearing_temperature"]["value"] == 55.5
+    });
+    {
+        use std::io::Write as _;
+        let stdin = node.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "data 61.25").and_then(|()| stdin.flush()).expect("command the node");
+    }
+    wait_for("DDATA by alias at the hub", || latest_of(&hub, P102)["signals"]["bearing_temperature"]["value"] == 61.25);
+    // The node dies without DISCONNECT: the broker's NDEATH makes the signal stale (bad).
+    let _ = node.kill();
+    let _ = node.wait();
+    wait_for("staleness after NDEATH", || {
+        let quality = latest_of(&hub, P102)["signals"]["bearing_temperature"]["quality"].as_u64().unwrap_or(0);
+        quality >> 30 == 2 && (quality >> 16) & 0x3fff == 0x008A
+    });
+}
