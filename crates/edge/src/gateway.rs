@@ -551,7 +551,14 @@ async fn uplink(lane: Lane, spool: Arc<Spool>, mut live: mpsc::Receiver<Entry>, 
         let peek = spool.clone();
         let entries = match tokio::task::spawn_blocking(move || peek.peek(16)).await {
             Ok(Ok(entries)) => entries,
-            _ => Vec::new(),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot read the store-and-forward queue; retrying");
+                Vec::new()
+            }
+            Err(error) => {
+                tracing::error!(%error, "the queue reader failed; retrying");
+                Vec::new()
+            }
         };
         if entries.is_empty() {
             tokio::select! {

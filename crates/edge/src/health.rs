@@ -131,7 +131,11 @@ pub async fn serve(listener: tokio::net::TcpListener, health: Arc<Health>, mut s
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
-                Err(_) => continue,
+                Err(_) => {
+                    // E.g. out of file descriptors: do not spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             },
             _ = stop.changed() => return,
         };

@@ -396,7 +396,8 @@ pub async fn run(
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let decoded = source.handle(&publish.topic, &publish.payload, now_ms());
                 for (topic, payload) in decoded.publish {
-                    if let Err(error) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+                    // NCMD goes at QoS 0, not retained (Sparkplug 3.0, tck-id-topics-ncmd-mqtt).
+                    if let Err(error) = client.try_publish(topic, QoS::AtMostOnce, false, payload) {
                         tracing::warn!(%error, "cannot publish a Sparkplug command");
                     }
                 }

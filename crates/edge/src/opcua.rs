@@ -326,7 +326,8 @@ pub async fn run(
         return;
     }
     let mut report_every = tokio::time::interval(Duration::from_secs(1));
-    loop {
+    let mut ended = false;
+    while !ended {
         let mut batch = Vec::new();
         tokio::select! {
             _ = report_every.tick() => report(&counters),
@@ -361,7 +362,13 @@ pub async fn run(
                         // restart but (0.19) does not restart publishing: nudge it.
                         session.trigger_publish_now();
                     }
-                    None => {}
+                    None => {
+                        // The session's driver ended: nothing will arrive any more.
+                        tracing::error!(server = %server.name, "the OPC UA session ended for good; its nodes stay bad until the gateway restarts");
+                        let now = now_ms();
+                        batch.extend(items.iter().map(|i| (i.key.clone(), Sample { ts: now, value: f64::NAN, quality: Quality::new(Severity::Bad, NOT_CONNECTED) })));
+                        ended = true;
+                    }
                 }
             }
             _ = stop.changed() => break,

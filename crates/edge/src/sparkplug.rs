@@ -370,6 +370,11 @@ impl Host {
                     }
                     Kind::DDeath => {
                         self.counters.deaths += 1;
+                        // The device must be born again before its data is trusted.
+                        if let Some(node) = self.nodes.get_mut(&key) {
+                            node.aliases.retain(|(d, _), _| *d != device);
+                            node.types.retain(|(d, _), _| *d != device);
+                        }
                         out.deaths.push(Death { group: key.0, node: key.1, device });
                     }
                     _ => self.read(&key, &topic, device, &payload, now_ms, &mut out),
@@ -562,11 +567,16 @@ mod tests {
         assert!(h.deaths.is_empty() && matches!(h.problems[0], Problem::StaleDeath { .. }));
         let h = host.handle("spBv1.0/g/DDEATH/n/d", &payload(Some(2), vec![]), 0);
         assert_eq!(h.deaths, vec![Death { group: "g".into(), node: "n".into(), device: Some("d".into()) }]);
+        // A dead device's aliases are forgotten: its data needs a new DBIRTH.
+        let after = payload(Some(3), vec![metric(None, Some(1), None, Value::Double(4.0))]);
+        let h = host.handle("spBv1.0/g/DDATA/n/d", &after, REBIRTH_EVERY_MS);
+        assert_eq!(h.problems, vec![Problem::UnknownAlias(1)]);
+        assert!(h.readings.is_empty());
         let death = payload(None, vec![metric(Some("bdSeq"), None, Some(datatype::INT64), Value::Long(7))]);
         let h = host.handle("spBv1.0/g/NDEATH/n", &death, 0);
         assert_eq!(h.deaths, vec![Death { group: "g".into(), node: "n".into(), device: None }]);
         // After the death, data is from no session until the next birth.
-        let h = host.handle("spBv1.0/g/NDATA/n", &payload(Some(3), vec![]), 0);
+        let h = host.handle("spBv1.0/g/NDATA/n", &payload(Some(4), vec![]), 0);
         assert_eq!(h.problems, vec![Problem::NoBirth]);
     }
 

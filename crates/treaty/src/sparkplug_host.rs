@@ -92,7 +92,8 @@ pub async fn run(options: HostOptions, telemetry: Arc<Telemetry>, store: RecordS
                 }
                 if let Some((group, node)) = &handled.rebirth {
                     let (topic, payload) = sparkplug::rebirth_request(group, node, now);
-                    let _ = client.try_publish(topic, QoS::AtLeastOnce, false, payload);
+                    // NCMD goes at QoS 0, not retained (Sparkplug 3.0, tck-id-topics-ncmd-mqtt).
+                    let _ = client.try_publish(topic, QoS::AtMostOnce, false, payload);
                 }
                 let births = matches!(
                     sparkplug::Topic::parse(&publish.topic).map(|t| t.kind),
