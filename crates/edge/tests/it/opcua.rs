@@ -82,15 +82,27 @@ impl Drop for Plc {
 }
 
 fn follow(text: &str) -> (Seen, watch::Sender<bool>, tempfile::TempDir) {
+    let pki = tempfile::tempdir().expect("tempdir");
+    let (seen, stop) = follow_with(text, pki.path());
+    (seen, stop, pki)
+}
+
+/// Runs the adapter for the server in `text` with its PKI in `pki`.
+fn follow_with(text: &str, pki: &std::path::Path) -> (Seen, watch::Sender<bool>) {
     super::logs();
     let server: OpcUaServer = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
-    let pki = tempfile::tempdir().expect("tempdir");
     let (send, receive) = mpsc::channel(1024);
     let (stop, stopped) = watch::channel(false);
-    let run =
-        edge::opcua::run(server, "test".into(), pki.path().to_path_buf(), Pipeline::passthrough(), send, stopped, None);
-    tokio::spawn(run);
-    (Seen::new(receive), stop, pki)
+    tokio::spawn(edge::opcua::run(
+        server,
+        "test".into(),
+        pki.to_path_buf(),
+        Pipeline::passthrough(),
+        send,
+        stopped,
+        None,
+    ));
+    (Seen::new(receive), stop)
 }
 
 /// What the adapter sent, kept across expectations (one batch may carry several).
@@ -243,38 +255,14 @@ signal = "temperature"
     // It is the certificate the server presents.
     let presented = std::fs::read(certs.path().join("server.der")).expect("server certificate");
     assert_eq!(std::fs::read(trusted.join(name)).expect("trusted"), presented);
-    let server: OpcUaServer = toml::from_str(&secure).unwrap_or_else(|e| panic!("{e}"));
-    let (send, samples) = mpsc::channel(64);
-    let mut samples = Seen::new(samples);
-    let (_stop, stopped) = watch::channel(false);
-    tokio::spawn(edge::opcua::run(
-        server,
-        "test".into(),
-        pki.path().to_path_buf(),
-        Pipeline::passthrough(),
-        send,
-        stopped,
-        None,
-    ));
+    let (mut samples, _stop) = follow_with(&secure, pki.path());
     assert_eq!(
         samples.expect("temperature", "a value over the secure channel", |s| s.quality.is_good()).await.value,
         20.0
     );
     // With a wrong password the session is refused: no samples.
     std::fs::write(&password, "wrong").expect("password file");
-    let server: OpcUaServer = toml::from_str(&secure).unwrap_or_else(|e| panic!("{e}"));
-    let (send, refused) = mpsc::channel(64);
-    let mut refused = Seen::new(refused);
-    let (_stop2, stopped) = watch::channel(false);
-    tokio::spawn(edge::opcua::run(
-        server,
-        "test".into(),
-        pki.path().to_path_buf(),
-        Pipeline::passthrough(),
-        send,
-        stopped,
-        None,
-    ));
+    let (mut refused, _stop2) = follow_with(&secure, pki.path());
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(refused.nothing_yet(), "a wrong password must not open a session");
 }

@@ -94,6 +94,28 @@ fn opcua_server(port: u16) -> Kill {
     Kill(child)
 }
 
+/// A pysparkplug edge node (group `plant-1`, node `line-1-edge`) with one device whose
+/// temperature metric starts at 55.5; commanded on stdin.
+fn sparkplug_node(mqtt_port: u16, device: &str, metric: &str) -> Kill {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../edge/tests/peers/sparkplug_node.py");
+    Kill(
+        Command::new("python3")
+            .args([script, &mqtt_port.to_string(), "plant-1", "line-1-edge", device, metric, "55.5"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with pysparkplug"),
+    )
+}
+
+/// Sends one command line to a peer driven on stdin.
+fn tell(peer: &mut Kill, command: &str) {
+    use std::io::Write as _;
+    let stdin = peer.stdin.as_mut().expect("stdin");
+    writeln!(stdin, "{command}").and_then(|()| stdin.flush()).expect("command the peer");
+}
+
 fn latest(server: &Server) -> serde_json::Value {
     latest_of(server, PUMP)
 }
@@ -210,11 +232,7 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
         let signals = latest_of(&hub, P103)["signals"].clone();
         signals["bearing_temperature"]["value"] == 20.0 && signals["running"]["value"] == 1.0
     });
-    {
-        use std::io::Write as _;
-        let stdin = controller.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "set Temperature 47.5").and_then(|()| stdin.flush()).expect("command the controller");
-    }
+    tell(&mut controller, "set Temperature 47.5");
     wait_for("an OPC UA value change at the hub", || {
         latest_of(&hub, P103)["signals"]["bearing_temperature"]["value"] == 47.5
     });
@@ -229,25 +247,12 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
         latest(&hub)["signals"]["bearing_vibration_rms"]["value"] == 4.25
     });
     // A Sparkplug B edge node (pysparkplug) for P-102: birth, then data by alias.
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../edge/tests/peers/sparkplug_node.py");
-    let mut node = Kill(
-        Command::new("python3")
-            .args([script, &mqtt_port.to_string(), "plant-1", "line-1-edge", "p-102", "Bearing/Temperature", "55.5"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 with pysparkplug"),
-    );
+    let mut node = sparkplug_node(mqtt_port, "p-102", "Bearing/Temperature");
     const P102: &str = "acme/plant-1/line-1/p-102";
     wait_for("the Sparkplug birth at the hub", || {
         latest_of(&hub, P102)["signals"]["bearing_temperature"]["value"] == 55.5
     });
-    {
-        use std::io::Write as _;
-        let stdin = node.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "data 61.25").and_then(|()| stdin.flush()).expect("command the node");
-    }
+    tell(&mut node, "data 61.25");
     wait_for("the Sparkplug data at the hub", || {
         latest_of(&hub, P102)["signals"]["bearing_temperature"]["value"] == 61.25
     });
@@ -428,26 +433,12 @@ fn the_hub_is_a_sparkplug_host_application() {
     let state = text(&state.stdout);
     assert!(state.contains("\"online\":true"), "STATE: {state}");
     // A pysparkplug node whose device is P-102 (asset id with `/` written as `:`).
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../edge/tests/peers/sparkplug_node.py");
-    let mut node = Kill(
-        Command::new("python3")
-            .args([script, &mqtt_port.to_string(), "plant-1", "line-1-edge", "acme:plant-1:line-1:p-102"])
-            .args(["bearing_temperature", "55.5"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 with pysparkplug"),
-    );
+    let mut node = sparkplug_node(mqtt_port, "acme:plant-1:line-1:p-102", "bearing_temperature");
     const P102: &str = "acme/plant-1/line-1/p-102";
     wait_for("the DBIRTH value at the hub", || {
         latest_of(&hub, P102)["signals"]["bearing_temperature"]["value"] == 55.5
     });
-    {
-        use std::io::Write as _;
-        let stdin = node.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "data 61.25").and_then(|()| stdin.flush()).expect("command the node");
-    }
+    tell(&mut node, "data 61.25");
     wait_for("DDATA by alias at the hub", || latest_of(&hub, P102)["signals"]["bearing_temperature"]["value"] == 61.25);
     // The node dies without DISCONNECT: the broker's NDEATH makes the signal stale (bad).
     let _ = node.kill();
