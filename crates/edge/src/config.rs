@@ -272,6 +272,9 @@ pub struct OpcUaServer {
     pub trust_server_certs: bool,
     #[serde(default = "default_publishing_ms")]
     pub publishing_interval_ms: u64,
+    /// How often nodes the server refused (unknown yet, not readable) are tried again.
+    #[serde(default = "default_retry_refused_ms")]
+    pub retry_refused_ms: u64,
     #[serde(rename = "node", default)]
     pub nodes: Vec<Spanned<NodeTag>>,
 }
@@ -282,6 +285,10 @@ fn default_security_policy() -> String {
 
 fn default_publishing_ms() -> u64 {
     1000
+}
+
+fn default_retry_refused_ms() -> u64 {
+    30_000
 }
 
 /// A monitored node mapped to a signal.

@@ -118,7 +118,7 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {}
-                        _ = stop.changed() => return,
+                        _ = stop.changed() => return pipeline.hand_over(&samples).await,
                     }
                     let polled = device.poll(now_ms()).await;
                     if let Ok(mut map) = health.modbus.lock() {
@@ -174,13 +174,13 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
     // Batcher: what arrived during `batch_ms` becomes one durable spool record.
     let batcher_spool = spool.clone();
     let batch_every = Duration::from_millis(edge.gateway.batch_ms.max(10));
-    let overflow_report = Report::new(&hub, &edge.gateway, &token);
+    let (dropped_now, dropped_seen) = watch::channel(spool.stats());
+    tokio::spawn(overflow_reporter(Report::new(&hub, &edge.gateway, &token), dropped_seen));
     // Fresh batches also go straight to the uplink, so that live data keeps flowing
     // while a backlog is replayed (they are sent again, harmlessly, in their turn).
     let (live, live_batches) = mpsc::channel::<Entry>(4);
     let batcher = tokio::spawn(async move {
         let mut pending: BTreeMap<SeriesKey, Vec<Sample>> = BTreeMap::new();
-        let mut dropped = batcher_spool.stats().dropped_samples;
         let mut tick = tokio::time::interval(batch_every);
         loop {
             tokio::select! {
@@ -206,29 +206,54 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
                     Err(error) => tracing::error!(%error, "queueing task failed"),
                 }
                 let stats = batcher_spool.stats();
-                if stats.dropped_samples > dropped {
-                    // The hub hears about every drop (once the link is back).
-                    let details = serde_json::json!({
-                        "dropped_samples": stats.dropped_samples - dropped,
-                        "dropped_total": stats.dropped_samples,
-                        "dropped_batches_total": stats.dropped_records,
-                    });
-                    dropped = stats.dropped_samples;
-                    let event = format!("{}/spool_overflow/{}", overflow_report.gateway, stats.dropped_samples);
-                    tokio::spawn(report_event(overflow_report.clone(), event, "spool_overflow", None, details));
-                }
+                dropped_now.send_if_modified(|seen| {
+                    let more = stats.dropped_samples > seen.dropped_samples;
+                    if more {
+                        *seen = stats;
+                    }
+                    more
+                });
             }
             if incoming.is_closed() && incoming.is_empty() {
                 return;
             }
         }
     });
-    let lane = Lane { hub, gateway: edge.gateway.id.clone(), token, health };
+    // Batch ids are `<gateway>-<spool id>-<seq>`: unique even if the spool is wiped.
+    let batch_prefix = format!("{}-{:016x}", edge.gateway.id, spool.id());
+    let lane = Lane { hub, batch_prefix, token, health };
     let uplink = tokio::spawn(uplink(lane, spool, live_batches, stop.clone()));
     let _ = stop.changed().await;
-    batcher.abort();
+    // The sources stop, hand over what their filters held and drop their senders; the
+    // batcher then queues the rest durably and ends (delivered at the next start).
+    let mut batcher = batcher;
+    if tokio::time::timeout(Duration::from_secs(10), &mut batcher).await.is_err() {
+        tracing::error!("the gateway's sources did not stop within 10 s; samples not yet queued are lost");
+        batcher.abort();
+    }
     let _ = uplink.await;
     Ok(())
+}
+
+/// Tells the hub about dropped data: one event per new total (the event id makes a
+/// retry harmless), coalesced while the hub is unreachable, so that a long outage
+/// costs one pending report, not one per batch.
+async fn overflow_reporter(report: Report, mut dropped: watch::Receiver<crate::spool::SpoolStats>) {
+    let mut reported = dropped.borrow_and_update().dropped_samples;
+    while dropped.changed().await.is_ok() {
+        let stats = *dropped.borrow_and_update();
+        if stats.dropped_samples <= reported {
+            continue;
+        }
+        let details = serde_json::json!({
+            "dropped_samples": stats.dropped_samples - reported,
+            "dropped_total": stats.dropped_samples,
+            "dropped_batches_total": stats.dropped_records,
+        });
+        let event = format!("{}/spool_overflow/{}", report.gateway, stats.dropped_samples);
+        report_event(report.clone(), event, "spool_overflow", None, details).await;
+        reported = stats.dropped_samples;
+    }
 }
 
 /// Where interlock writes are reported (the hub's audit trail).
@@ -320,6 +345,26 @@ impl Pipeline {
     /// Everything passes unchanged (no interlocks, no filters): for adapters under test.
     pub fn passthrough() -> Self {
         Self { filters: HashMap::new(), rules: Vec::new() }
+    }
+
+    /// What the filters still hold back (a swinging door's last point, an open
+    /// window), for a source that stops: nothing read is lost at shutdown.
+    pub(crate) fn finish(&mut self) -> Vec<(SeriesKey, Sample)> {
+        let mut out = Vec::new();
+        let mut held = Vec::new();
+        for (key, filter) in &mut self.filters {
+            filter.flush(&mut held);
+            out.extend(held.drain(..).map(|s| (key.clone(), s)));
+        }
+        out
+    }
+
+    /// Sends what the filters still hold back to the batcher, for a source that stops.
+    pub(crate) async fn hand_over(&mut self, samples: &mpsc::Sender<Vec<(SeriesKey, Sample)>>) {
+        let held = self.finish();
+        if !held.is_empty() {
+            let _ = samples.send(held).await;
+        }
     }
 
     /// Interlocks, then filters; returns what is to be sent.
@@ -464,7 +509,8 @@ enum Delivery {
 /// Where the uplink sends, as whom, and where it reports.
 struct Lane {
     hub: Hub,
-    gateway: String,
+    /// What batch ids start with.
+    batch_prefix: String,
     token: String,
     health: Arc<crate::health::Health>,
 }
@@ -578,13 +624,13 @@ async fn uplink(lane: Lane, spool: Arc<Spool>, mut live: mpsc::Receiver<Entry>, 
                 && fresh.seq > entry.seq
                 && sent_live.is_none_or(|s| fresh.seq > s)
             {
-                let body = batch_json(&lane.gateway, &fresh, false);
+                let body = batch_json(&lane.batch_prefix, &fresh, false);
                 if let Delivery::Delivered = deliver(&mut client, &lane, fresh.seq, &body, true).await {
                     sent_live = Some(fresh.seq);
                 }
             }
             let historical = entry.seq < replay_below;
-            let body = batch_json(&lane.gateway, &entry, historical);
+            let body = batch_json(&lane.batch_prefix, &entry, historical);
             match deliver(&mut client, &lane, entry.seq, &body, historical).await {
                 outcome @ (Delivery::Delivered | Delivery::Refused) => {
                     if matches!(outcome, Delivery::Delivered) {
@@ -614,8 +660,9 @@ async fn uplink(lane: Lane, spool: Arc<Spool>, mut live: mpsc::Receiver<Entry>, 
     }
 }
 
-/// The hub's JSON batch for a spool entry; the batch id makes a replay a no-op.
-pub fn batch_json(gateway: &str, entry: &Entry, historical: bool) -> Vec<u8> {
+/// The hub's JSON batch for a spool entry; the batch id (`<prefix>-<seq>`) makes a
+/// replay a no-op.
+pub fn batch_json(prefix: &str, entry: &Entry, historical: bool) -> Vec<u8> {
     /// Serialised straight from the entry (no intermediate JSON tree: a batch can hold
     /// tens of thousands of samples, and the gateway should stay small).
     #[derive(serde::Serialize)]
@@ -646,7 +693,7 @@ pub fn batch_json(gateway: &str, entry: &Entry, historical: bool) -> Vec<u8> {
         s.collect_seq(samples.iter().map(|x| x.quality.0))
     }
     let batch = Batch {
-        batch_id: format!("{gateway}-{}", entry.seq),
+        batch_id: format!("{prefix}-{}", entry.seq),
         historical,
         series: entry
             .series
@@ -805,7 +852,7 @@ mod tests {
         let (live, live_batches) = mpsc::channel(4);
         let (_stop, stopped) = watch::channel(false);
         let health = Arc::new(crate::health::Health::new("gw", spool.clone()));
-        let lane = Lane { hub, gateway: "gw".into(), token: "token".into(), health: health.clone() };
+        let lane = Lane { hub, batch_prefix: "gw".into(), token: "token".into(), health: health.clone() };
         tokio::spawn(uplink(lane, spool.clone(), live_batches, stopped));
         // The replay has begun: a fresh batch arrives.
         let first = received.recv().await.expect("first batch");

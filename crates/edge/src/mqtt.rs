@@ -373,7 +373,7 @@ pub async fn run(
                     let _ = client.try_publish(state_topic(host_id), QoS::AtLeastOnce, true, payload);
                 }
                 let _ = client.try_disconnect();
-                return;
+                return pipeline.hand_over(&samples).await;
             }
         };
         let out = match event {
@@ -422,7 +422,7 @@ pub async fn run(
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return,
+                    _ = stop.changed() => return pipeline.hand_over(&samples).await,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;

@@ -16,6 +16,7 @@ use opcua::types::{
 };
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tsdb::{Quality, Sample, SeriesKey, Severity};
@@ -31,6 +32,8 @@ pub struct Counters {
     pub value_changes: u64,
     pub bad_values: u64,
     pub items_failed: u64,
+    /// Changes dropped because the adapter fell behind the server by a whole queue.
+    pub values_dropped: u64,
 }
 
 /// A node followed on the server.
@@ -216,8 +219,10 @@ pub async fn run(
             }
         }
     };
-    // Values from the subscription's callback, by item index (client handle - 1).
-    let (values, mut changes) = mpsc::unbounded_channel::<(usize, DataValue)>();
+    // Values from the subscription's callback, by item index (client handle - 1). The
+    // callback cannot wait: a full queue drops the change and counts it.
+    let (values, mut changes) = mpsc::channel::<(usize, DataValue)>(VALUE_QUEUE);
+    let dropped = Arc::new(AtomicU64::new(0));
     let (lost, mut losses) = mpsc::unbounded_channel::<bool>();
     let name = server.name.clone();
     let driver = tokio::spawn(async move {
@@ -245,75 +250,10 @@ pub async fn run(
     // (The session's first `Reconnected` event counts this connection.)
     session.wait_for_connection().await;
     tracing::info!(server = %server.name, endpoint = %server.endpoint, nodes = items.len(), "OPC UA session open");
-    let node_ids = resolve(&session, &items).await;
-    let publishing = Duration::from_millis(server.publishing_interval_ms.max(10));
-    let callback = DataChangeCallback::new(move |value, item| {
-        tracing::trace!(handle = item.client_handle(), ?value, "OPC UA data change");
-        let _ = values.send(((item.client_handle() as usize).wrapping_sub(1), value));
-    });
-    // Items that cannot be followed, with the reason's status.
-    let mut failed: Vec<(usize, StatusCode)> = Vec::new();
-    match session.create_subscription(publishing, 60, 20, 0, 0, true, callback).await {
-        Err(error) => {
-            tracing::error!(server = %server.name, %error, "cannot create the OPC UA subscription");
-            failed.extend((0..items.len()).map(|i| (i, error.status())));
-        }
-        Ok(subscription) => {
-            let mut requests = Vec::new();
-            let mut handles = Vec::new();
-            for (i, (item, node)) in items.iter().zip(&node_ids).enumerate() {
-                let node = match node {
-                    Ok(node) => node.clone(),
-                    Err(error) => {
-                        tracing::error!(server = %server.name, signal = %item.key, %error, "cannot follow this node");
-                        failed.push((i, StatusCode::BadNodeIdUnknown));
-                        continue;
-                    }
-                };
-                let deadband = match (item.tag.deadband, item.tag.deadband_percent) {
-                    (Some(d), _) => Some((1, d)),
-                    (None, Some(p)) => Some((2, p)),
-                    (None, None) => None,
-                };
-                let filter = deadband.map_or_else(ExtensionObject::null, |(kind, value)| {
-                    ExtensionObject::from_message(DataChangeFilter {
-                        trigger: DataChangeTrigger::StatusValue,
-                        deadband_type: kind,
-                        deadband_value: value,
-                    })
-                });
-                let sampling = item.tag.sampling_interval_ms.unwrap_or(server.publishing_interval_ms) as f64;
-                requests.push(MonitoredItemCreateRequest::new(
-                    ReadValueId { node_id: node, attribute_id: 13, ..ReadValueId::default() },
-                    MonitoringMode::Reporting,
-                    MonitoringParameters {
-                        // Handle 0 means "assign one" to the client library: start at 1.
-                        client_handle: i as u32 + 1,
-                        sampling_interval: sampling,
-                        filter,
-                        queue_size: 10,
-                        discard_oldest: true,
-                    },
-                ));
-                handles.push(i);
-            }
-            match session.create_monitored_items(subscription, TimestampsToReturn::Both, requests).await {
-                Ok(results) => {
-                    for (result, i) in results.iter().zip(&handles) {
-                        let status = result.result.status_code;
-                        if !status.is_good() {
-                            tracing::error!(server = %server.name, signal = %items[*i].key, %status, "the server refused a monitored item");
-                            failed.push((*i, status));
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(server = %server.name, %error, "cannot create monitored items");
-                    failed.extend(handles.into_iter().map(|i| (i, error.status())));
-                }
-            }
-        }
-    }
+    let mut followed = Followed { subscription: None, node_ids: vec![None; items.len()] };
+    // Items that cannot be followed (yet), with the reason's status; retried periodically
+    // (a PLC program loaded later, a node added by an engineer).
+    let mut failed = followed.follow(&session, &server, &items, (0..items.len()).collect(), &values, &dropped).await;
     counters.items_failed = failed.len() as u64;
     report(&counters);
     // Nodes that cannot be followed are reported as bad (their status, or not connected).
@@ -325,42 +265,56 @@ pub async fn run(
     if !refused.is_empty() && samples.send(refused).await.is_err() {
         return;
     }
+    // When each item was last marked bad (not connected): the first value after the
+    // connection is back must be newer, or the bad mark would stay the latest sample.
+    let mut marked_bad: Vec<Option<i64>> = vec![None; items.len()];
+    let mut connected = true;
     let mut report_every = tokio::time::interval(Duration::from_secs(1));
+    let retry_every = Duration::from_millis(server.retry_refused_ms.max(100));
+    let mut retry = tokio::time::interval_at(tokio::time::Instant::now() + retry_every, retry_every);
     let mut ended = false;
     while !ended {
         let mut batch = Vec::new();
+        let mut values_in = Vec::new();
         tokio::select! {
-            _ = report_every.tick() => report(&counters),
-            received = changes.recv() => {
-                let Some((handle, value)) = received else { break };
-                let now = now_ms();
-                let mut pending = vec![(handle, value)];
-                while pending.len() < 4096 && let Ok(next) = changes.try_recv() {
-                    pending.push(next);
+            _ = report_every.tick() => {
+                counters.values_dropped = dropped.load(Ordering::Relaxed);
+                report(&counters);
+            }
+            _ = retry.tick(), if connected && !failed.is_empty() => {
+                let before = failed.len();
+                let indices = failed.iter().map(|(i, _)| *i).collect();
+                failed = followed.follow(&session, &server, &items, indices, &values, &dropped).await;
+                counters.items_failed = failed.len() as u64;
+                if failed.len() < before {
+                    tracing::info!(server = %server.name, followed = before - failed.len(), still_failing = failed.len(), "OPC UA items followed on retry");
                 }
-                for (handle, value) in pending {
-                    if let Some(item) = items.get(handle) {
-                        let s = sample(&value, item.tag.scale, item.tag.offset, now);
-                        counters.value_changes += 1;
-                        if !s.quality.is_good() {
-                            counters.bad_values += 1;
-                        }
-                        batch.push((item.key.clone(), s));
-                    }
+            }
+            received = changes.recv() => {
+                let Some(first) = received else { break };
+                values_in.push(first);
+                while values_in.len() < 4096 && let Ok(next) = changes.try_recv() {
+                    values_in.push(next);
                 }
             }
             loss = losses.recv() => {
                 match loss {
                     Some(true) => {
                         counters.connection_losses += 1;
+                        connected = false;
                         let now = now_ms();
+                        marked_bad.iter_mut().for_each(|m| *m = Some(now));
                         batch.extend(items.iter().map(|i| (i.key.clone(), Sample { ts: now, value: f64::NAN, quality: Quality::new(Severity::Bad, NOT_CONNECTED) })));
                     }
                     Some(false) => {
                         counters.connects += 1;
+                        connected = true;
                         // The client library recreates the subscription after a server
                         // restart but (0.19) does not restart publishing: nudge it.
                         session.trigger_publish_now();
+                        // A resumed subscription only reports what changed: read every
+                        // followed node once, so unchanged values replace the bad mark.
+                        values_in.extend(followed.read_all(&session).await);
                     }
                     None => {
                         // The session's driver ended: nothing will arrive any more.
@@ -373,6 +327,19 @@ pub async fn run(
             }
             _ = stop.changed() => break,
         }
+        let now = now_ms();
+        for (handle, value) in values_in {
+            let Some(item) = items.get(handle) else { continue };
+            let mut s = sample(&value, item.tag.scale, item.tag.offset, now);
+            if let Some(bad_at) = marked_bad[handle].take() {
+                s.ts = s.ts.max(bad_at + 1);
+            }
+            counters.value_changes += 1;
+            if !s.quality.is_good() {
+                counters.bad_values += 1;
+            }
+            batch.push((item.key.clone(), s));
+        }
         if batch.is_empty() {
             continue;
         }
@@ -381,9 +348,140 @@ pub async fn run(
             break;
         }
     }
+    counters.values_dropped = dropped.load(Ordering::Relaxed);
     report(&counters);
+    pipeline.hand_over(&samples).await;
     let _ = session.disconnect().await;
     driver.abort();
+}
+
+/// Data changes queued between the subscription's callback and the adapter.
+const VALUE_QUEUE: usize = 65_536;
+
+/// The subscription and the node each item follows.
+struct Followed {
+    subscription: Option<u32>,
+    node_ids: Vec<Option<NodeId>>,
+}
+
+impl Followed {
+    /// Creates the subscription if there is none yet, then a monitored item for each of
+    /// `indices`; returns the items that cannot be followed, with the reason's status.
+    async fn follow(
+        &mut self,
+        session: &Session,
+        server: &OpcUaServer,
+        items: &[Item],
+        indices: Vec<usize>,
+        values: &mpsc::Sender<(usize, DataValue)>,
+        dropped: &Arc<AtomicU64>,
+    ) -> Vec<(usize, StatusCode)> {
+        let subscription = match self.subscription {
+            Some(id) => id,
+            None => {
+                let publishing = Duration::from_millis(server.publishing_interval_ms.max(10));
+                let (values, dropped) = (values.clone(), dropped.clone());
+                let callback = DataChangeCallback::new(move |value, item| {
+                    tracing::trace!(handle = item.client_handle(), ?value, "OPC UA data change");
+                    let handle = (item.client_handle() as usize).wrapping_sub(1);
+                    if values.try_send((handle, value)).is_err() {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+                match session.create_subscription(publishing, 60, 20, 0, 0, true, callback).await {
+                    Ok(id) => *self.subscription.insert(id),
+                    Err(error) => {
+                        tracing::error!(server = %server.name, %error, "cannot create the OPC UA subscription");
+                        return indices.into_iter().map(|i| (i, error.status())).collect();
+                    }
+                }
+            }
+        };
+        let wanted: Vec<Item> = indices.iter().map(|i| items[*i].clone()).collect();
+        let node_ids = resolve(session, &wanted).await;
+        let mut failed = Vec::new();
+        let mut requests = Vec::new();
+        let mut handles = Vec::new();
+        for ((i, item), node) in indices.iter().zip(&wanted).zip(node_ids) {
+            let node = match node {
+                Ok(node) => node,
+                Err(error) => {
+                    tracing::error!(server = %server.name, signal = %item.key, %error, "cannot follow this node");
+                    failed.push((*i, StatusCode::BadNodeIdUnknown));
+                    continue;
+                }
+            };
+            let deadband = match (item.tag.deadband, item.tag.deadband_percent) {
+                (Some(d), _) => Some((1, d)),
+                (None, Some(p)) => Some((2, p)),
+                (None, None) => None,
+            };
+            let filter = deadband.map_or_else(ExtensionObject::null, |(kind, value)| {
+                ExtensionObject::from_message(DataChangeFilter {
+                    trigger: DataChangeTrigger::StatusValue,
+                    deadband_type: kind,
+                    deadband_value: value,
+                })
+            });
+            let sampling = item.tag.sampling_interval_ms.unwrap_or(server.publishing_interval_ms) as f64;
+            requests.push(MonitoredItemCreateRequest::new(
+                ReadValueId { node_id: node.clone(), attribute_id: 13, ..ReadValueId::default() },
+                MonitoringMode::Reporting,
+                MonitoringParameters {
+                    // Handle 0 means "assign one" to the client library: start at 1.
+                    client_handle: *i as u32 + 1,
+                    sampling_interval: sampling,
+                    filter,
+                    queue_size: 10,
+                    discard_oldest: true,
+                },
+            ));
+            handles.push((*i, node));
+        }
+        if requests.is_empty() {
+            return failed;
+        }
+        match session.create_monitored_items(subscription, TimestampsToReturn::Both, requests).await {
+            Ok(results) => {
+                for (result, (i, node)) in results.iter().zip(handles) {
+                    let status = result.result.status_code;
+                    if status.is_good() {
+                        self.node_ids[i] = Some(node);
+                    } else {
+                        tracing::error!(server = %server.name, signal = %items[i].key, %status, "the server refused a monitored item");
+                        failed.push((i, status));
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(server = %server.name, %error, "cannot create monitored items");
+                failed.extend(handles.into_iter().map(|(i, _)| (i, error.status())));
+            }
+        }
+        failed
+    }
+
+    /// The current value of every followed node (one Read call), by item index.
+    async fn read_all(&self, session: &Session) -> Vec<(usize, DataValue)> {
+        let (indices, reads): (Vec<usize>, Vec<ReadValueId>) = self
+            .node_ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, node)| {
+                Some((i, ReadValueId { node_id: node.clone()?, attribute_id: 13, ..ReadValueId::default() }))
+            })
+            .unzip();
+        if reads.is_empty() {
+            return Vec::new();
+        }
+        match session.read(&reads, TimestampsToReturn::Both, 0.0).await {
+            Ok(values) => indices.into_iter().zip(values).collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the current values after reconnecting");
+                Vec::new()
+            }
+        }
+    }
 }
 
 /// The user identity for the session.

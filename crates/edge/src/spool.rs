@@ -74,6 +74,9 @@ pub struct SpoolStats {
 }
 
 pub struct Spool {
+    /// Random, made when the spool directory is created: with the sequence number it
+    /// makes batch ids unique even when the directory is wiped or replaced.
+    id: u64,
     dir: PathBuf,
     options: SpoolOptions,
     state: Mutex<State>,
@@ -102,6 +105,37 @@ struct State {
     /// Records and samples before the cursor in its segment (already acknowledged).
     acked_in_cursor_segment: (u64, u64),
     stats: SpoolStats,
+}
+
+/// Reads the spool's identity from `spool-id`, or makes a random one (durably) when the
+/// directory has none.
+fn spool_id(dir: &Path) -> Result<u64> {
+    use std::hash::{BuildHasher, Hasher};
+    let path = dir.join("spool-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => u64::from_str_radix(text.trim(), 16).map_err(|_| SpoolError::Corrupt {
+            path: path.clone(),
+            offset: 0,
+            what: format!("expected 16 hexadecimal digits, found `{}`", text.trim()),
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            // The standard library seeds `RandomState` from the operating system.
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u128(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+            );
+            hasher.write_u32(std::process::id());
+            let id = hasher.finish();
+            let temporary = dir.join("spool-id.tmp");
+            std::fs::write(&temporary, format!("{id:016x}\n"))
+                .and_then(|()| File::open(&temporary)?.sync_all())
+                .and_then(|()| std::fs::rename(&temporary, &path))
+                .map_err(io(&path))?;
+            sync_dir(dir)?;
+            Ok(id)
+        }
+        Err(error) => Err(SpoolError::Io { path, source: error }),
+    }
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -238,24 +272,29 @@ impl Spool {
             .collect();
         numbers.sort_unstable();
         let cursor_path = dir.join("cursor");
-        let cursor = match std::fs::read_to_string(&cursor_path) {
+        let id = spool_id(dir)?;
+        // The cursor file also keeps the next sequence number: when every segment was
+        // acknowledged or dropped, no record is left to continue the numbering from.
+        let (cursor, seq_floor) = match std::fs::read_to_string(&cursor_path) {
             Ok(text) => {
                 let mut parts = text.split_whitespace().map(str::parse::<u64>);
-                match (parts.next(), parts.next()) {
-                    (Some(Ok(segment)), Some(Ok(offset))) => Position { segment, offset },
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(Ok(segment)), Some(Ok(offset)), next) if !matches!(next, Some(Err(_))) => {
+                        (Position { segment, offset }, next.and_then(Result::ok).unwrap_or(1))
+                    }
                     _ => {
                         return Err(SpoolError::Corrupt {
                             path: cursor_path,
                             offset: 0,
-                            what: format!("expected `<segment> <offset>`, found `{}`", text.trim()),
+                            what: format!("expected `<segment> <offset> <next seq>`, found `{}`", text.trim()),
                         });
                     }
                 }
             }
-            Err(_) => Position { segment: numbers.first().copied().unwrap_or(1), offset: 0 },
+            Err(_) => (Position { segment: numbers.first().copied().unwrap_or(1), offset: 0 }, 1),
         };
         let mut segments = BTreeMap::new();
-        let mut next_seq = 1;
+        let mut next_seq = seq_floor.max(1);
         let mut acked = (0, 0);
         let mut stats = SpoolStats::default();
         for (i, n) in numbers.iter().enumerate() {
@@ -316,7 +355,7 @@ impl Spool {
         stats.queued_records = state.queued_records();
         stats.queued_bytes = state.queued_bytes();
         state.stats = stats;
-        Ok(Self { dir: dir.to_owned(), options, state: Mutex::new(state) })
+        Ok(Self { id, dir: dir.to_owned(), options, state: Mutex::new(state) })
     }
 
     /// Appends a batch durably; returns its sequence number, or `None` when the queue is
@@ -394,7 +433,7 @@ impl Spool {
     fn move_cursor(&self, state: &mut State, to: Position, acked: (u64, u64)) -> Result<()> {
         let path = self.dir.join("cursor");
         let temporary = self.dir.join("cursor.tmp");
-        std::fs::write(&temporary, format!("{} {}\n", to.segment, to.offset))
+        std::fs::write(&temporary, format!("{} {} {}\n", to.segment, to.offset, state.next_seq))
             .and_then(|()| File::open(&temporary)?.sync_all())
             .and_then(|()| std::fs::rename(&temporary, &path))
             .map_err(io(&path))?;
@@ -476,6 +515,11 @@ impl Spool {
         self.state.lock().map(|s| s.stats).unwrap_or_default()
     }
 
+    /// This spool's identity (see [`Spool`]).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The sequence number the next pushed batch will get.
     pub fn next_seq(&self) -> u64 {
         self.state.lock().map(|s| s.next_seq).unwrap_or(u64::MAX)
@@ -503,6 +547,39 @@ mod tests {
             SeriesKey::new("acme/p/l/m-1", "temp"),
             (0..10).map(|k| Sample::good(i * 10_000 + k * 1000, i as f64)).collect(),
         )]
+    }
+
+    #[test]
+    fn numbering_continues_after_everything_was_dropped_and_a_new_directory_gets_a_new_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Tiny segments and a tiny limit: the oldest segments (all of them) are dropped.
+        let options = SpoolOptions { segment_bytes: 256, max_bytes: 300, ..SpoolOptions::default() };
+        let id = {
+            let spool = Spool::open(dir.path(), options.clone()).expect("open");
+            for i in 0..20 {
+                spool.push(&batch(i)).expect("push");
+            }
+            assert!(spool.stats().dropped_records > 0, "{:?}", spool.stats());
+            let last = spool.peek(100).expect("peek").last().expect("one queued").seq;
+            spool.ack(last).expect("ack");
+            spool.push(&batch(20)).expect("push").expect("queued");
+            let newest = spool.next_seq() - 1;
+            // Drop the rest too: only the cursor file remembers the numbering now.
+            while spool.stats().queued_records > 0 {
+                spool.push(&batch(21)).expect("push");
+                spool.ack(spool.next_seq() - 1).expect("ack");
+            }
+            assert!(spool.next_seq() > newest);
+            spool.id()
+        };
+        let reopened = Spool::open(dir.path(), options.clone()).expect("reopen");
+        assert_eq!(reopened.id(), id, "the identity is kept");
+        assert!(reopened.next_seq() > 21, "numbering restarted at {}", reopened.next_seq());
+        let other = tempfile::tempdir().expect("tempdir");
+        assert_ne!(Spool::open(other.path(), options).expect("open").id(), id, "a new spool, a new identity");
+        std::fs::write(dir.path().join("spool-id"), "not hex").expect("write");
+        let error = Spool::open(dir.path(), SpoolOptions::default()).err().expect("bad id").to_string();
+        assert!(error.contains("spool-id") && error.contains("hexadecimal"), "{error}");
     }
 
     #[test]

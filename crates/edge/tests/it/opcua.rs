@@ -150,6 +150,7 @@ security_mode = "none"
 security_policy = "None"
 allow_insecure = true
 publishing_interval_ms = 100
+retry_refused_ms = 500
 [[node]]
 node_id = "ns=2;s=Pump101.Temperature"
 asset = "a"
@@ -186,8 +187,10 @@ async fn follows_asyncua_nodes_statuses_and_a_restart() {
     // A string is not a number: bad quality (type mismatch), not a crash.
     let label = samples.expect("label", "bad quality", |s| !s.quality.is_good()).await;
     assert_eq!(label.quality.sub_code(), 0x0074);
-    // A node the server does not have: bad quality.
+    // A node the server does not have: bad quality, until it appears (tried again).
     samples.expect("missing", "bad quality", |s| s.quality.severity() == Severity::Bad).await;
+    plc.send("add Missing");
+    samples.expect("missing", "the node once it exists", |s| s.value == 7.0 && s.quality.is_good()).await;
     plc.send("set Temperature 42.5");
     samples.expect("temperature", "the new value", |s| s.value == 42.5).await;
     // The server's status code becomes the sample's quality.
@@ -201,6 +204,10 @@ async fn follows_asyncua_nodes_statuses_and_a_restart() {
     assert_eq!(lost.quality.sub_code(), 0x008A, "Bad_NotConnected");
     let mut plc = Plc::start(port, None);
     samples.expect("temperature", "the value after the restart", |s| s.value == 20.0 && s.quality.is_good()).await;
+    // An unchanged value read back after the outage is newer than the bad mark, so the
+    // latest sample is good again.
+    let back = samples.expect("running", "the value after the restart", |s| s.quality.is_good()).await;
+    assert!(back.ts > lost.ts, "{} must follow the bad mark at {}", back.ts, lost.ts);
     plc.send("set Temperature 55");
     samples.expect("temperature", "a change after the restart", |s| s.value == 55.0).await;
 }

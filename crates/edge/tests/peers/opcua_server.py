@@ -109,6 +109,10 @@ async def main():
                 await nodes[name].write_value(ua.DataValue(ua.Variant(value, vtype)))
             elif cmd == "bad":
                 await nodes[args[0]].write_value(ua.DataValue(Value=ua.Variant(0.0, ua.VariantType.Double), StatusCode=ua.StatusCode(ua.StatusCodes.BadSensorFailure)))
+            elif cmd == "add":
+                # A node that did not exist when the client subscribed (a PLC program
+                # loaded later): Double, value 7.0.
+                nodes[args[0]] = await pump.add_variable(ua.NodeId(f"Pump101.{args[0]}", ns), ua.QualifiedName(args[0], ns), 7.0, ua.VariantType.Double)
             elif cmd == "burst":
                 name, n = args[0], int(args[1])
                 for i in range(n):
