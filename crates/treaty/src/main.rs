@@ -8,6 +8,7 @@ mod edge;
 mod import;
 mod logging;
 mod serve;
+mod sim;
 mod sparkplug_host;
 mod tls;
 mod token;
@@ -59,6 +60,9 @@ enum Command {
     },
     /// Run the edge gateway: poll devices, filter, store and forward to the hub.
     Edge(edge::EdgeArgs),
+    /// Simulate the fleet: every asset a machine with physics and failures, served over
+    /// Modbus TCP, OPC UA and MQTT (JSON, Sparkplug B) on loopback.
+    Sim(sim::SimArgs),
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
                 }
             }
             Command::Edge(args) => edge::run(args).await,
+            Command::Sim(args) => sim::run(args).await,
             Command::Token(command) => token::run(command).await,
             Command::Audit(command) => audit::run(command).await,
             Command::Bench(command) => bench::run(command).await,

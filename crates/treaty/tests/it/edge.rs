@@ -10,11 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PUMP: &str = "acme/plant-1/line-1/p-101";
-const ADMIN: &str = "trt_edge-test-admin-token-0123456789abcdef";
+pub(super) const ADMIN: &str = "trt_edge-test-admin-token-0123456789abcdef";
 
 /// A child process killed when the test ends, even by a failed assertion (so no peer
 /// outlives its test holding ports or pipes).
-struct Kill(Child);
+pub(super) struct Kill(pub(super) Child);
 
 impl std::ops::Deref for Kill {
     type Target = Child;
@@ -36,7 +36,7 @@ impl Drop for Kill {
     }
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
@@ -53,7 +53,7 @@ fn modbus_server(port: u16) -> Kill {
 }
 
 /// A Mosquitto broker of the test's own on `port` (killed when the test ends).
-fn mosquitto(dir: &std::path::Path, port: u16) -> Kill {
+pub(super) fn mosquitto(dir: &std::path::Path, port: u16) -> Kill {
     let config = dir.join("mosquitto.conf");
     std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"))
         .expect("conf");
@@ -110,7 +110,7 @@ fn sparkplug_node(mqtt_port: u16, device: &str, metric: &str) -> Kill {
 }
 
 /// Sends one command line to a peer driven on stdin.
-fn tell(peer: &mut Kill, command: &str) {
+pub(super) fn tell(peer: &mut Kill, command: &str) {
     use std::io::Write as _;
     let stdin = peer.stdin.as_mut().expect("stdin");
     writeln!(stdin, "{command}").and_then(|()| stdin.flush()).expect("command the peer");
@@ -120,13 +120,13 @@ fn latest(server: &Server) -> serde_json::Value {
     latest_of(server, PUMP)
 }
 
-fn latest_of(server: &Server, asset: &str) -> serde_json::Value {
+pub(super) fn latest_of(server: &Server, asset: &str) -> serde_json::Value {
     let (status, body) = server.get(&format!("/api/v1/telemetry/latest?asset={asset}"), ADMIN);
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).expect("json")
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+pub(super) fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(40);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -321,7 +321,7 @@ fn a_plc_feeds_the_hub_through_the_gateway_and_an_outage_loses_nothing() {
     let _ = controller.wait();
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 

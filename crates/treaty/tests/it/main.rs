@@ -1,6 +1,7 @@
 //! End-to-end tests of the `treaty` binary: the commands a new user runs, as processes.
 
 mod edge;
+mod sim;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
