@@ -2,11 +2,12 @@
 //! industrial protocols, sends only what matters to the hub, keeps what it cannot send
 //! yet, and acts locally when it must.
 //!
-//! Built so far: the edge file and its check against the fleet (`config`), filters
-//! (`filter`), store-and-forward (`spool`), the Modbus TCP adapter (`modbus`), the MQTT
-//! adapter for JSON sensors and Sparkplug B nodes (`mqtt`, `sparkplug`), TLS client
-//! settings (`tls`) and the running gateway with its interlocks and HTTP uplink
-//! (`gateway`). OPC UA follows (issue 4).
+//! The edge file and its check against the fleet (`config`), filters (`filter`),
+//! store-and-forward (`spool`), the Modbus TCP adapter (`modbus`), the OPC UA adapter
+//! (`opcua`), the MQTT adapter for JSON sensors and Sparkplug B nodes (`mqtt`,
+//! `sparkplug`), TLS client settings (`tls`), the health endpoint (`health`) and the
+//! running gateway with its interlocks and HTTP uplink (`gateway`). The Sparkplug B
+//! uplink follows (issue 4).
 
 pub mod config;
 pub mod filter;
