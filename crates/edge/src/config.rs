@@ -30,6 +30,69 @@ pub struct EdgeFile {
     /// Local rules that write to a machine without the hub.
     #[serde(rename = "interlock", default)]
     pub interlocks: Vec<Spanned<Interlock>>,
+    /// Send to an MQTT broker as a Sparkplug B edge node instead of HTTP to the hub.
+    #[serde(default)]
+    pub uplink: Option<Spanned<SparkplugUplink>>,
+}
+
+/// The gateway as a Sparkplug B edge node: everything it reads is published to a
+/// broker (NBIRTH/DBIRTH with aliases, DDATA by alias), for the hub or any other
+/// Sparkplug host application to consume. Same connection settings as `[[mqtt]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparkplugUplink {
+    pub broker: String,
+    /// Sparkplug group id.
+    pub group: String,
+    /// Edge node id (default: the gateway id).
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Publish only while this host application's STATE says online (Sparkplug 3.0
+    /// primary host); meanwhile data stays in the spool and is replayed as historical.
+    #[serde(default)]
+    pub primary_host: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    #[serde(default = "default_keep_alive_s")]
+    pub keep_alive_s: u64,
+}
+
+impl SparkplugUplink {
+    /// The connection settings in the shape of a `[[mqtt]]` broker (no subscriptions).
+    pub fn connection(&self) -> MqttBroker {
+        MqttBroker {
+            name: "uplink".into(),
+            broker: self.broker.clone(),
+            client_id: self.client_id.clone(),
+            username: self.username.clone(),
+            password_env: self.password_env.clone(),
+            password_file: self.password_file.clone(),
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            keep_alive_s: self.keep_alive_s,
+            host_id: None,
+            json: Vec::new(),
+            sparkplug: Vec::new(),
+        }
+    }
+
+    /// The edge node id.
+    pub fn node_id<'a>(&'a self, gateway: &'a Gateway) -> &'a str {
+        self.node.as_deref().unwrap_or(&gateway.id)
+    }
 }
 
 impl EdgeFile {
@@ -760,43 +823,77 @@ pub fn valid_topic_filter(filter: &str) -> bool {
         })
 }
 
+/// The connection settings shared by `[[mqtt]]` brokers and the Sparkplug `[uplink]`.
+fn check_connection(broker: &MqttBroker, field: &str, at_key: &dyn Fn(&str) -> usize, reporter: &mut Reporter<'_>) {
+    match broker_address(&broker.broker) {
+        None => reporter.report(
+            at_key("broker"),
+            format!("{field}.broker"),
+            format!("`{}` is not mqtt://host:port or mqtts://host:port", broker.broker),
+        ),
+        Some((_, _, false)) if broker.ca_file.is_some() || broker.client_cert.is_some() => reporter.report(
+            at_key("broker"),
+            format!("{field}.broker"),
+            "certificates are given but the broker URL is mqtt:// (plain); use mqtts://",
+        ),
+        _ => {}
+    }
+    if broker.client_cert.is_some() != broker.client_key.is_some() {
+        reporter.report(
+            at_key("client_cert"),
+            format!("{field}.client_cert"),
+            "give both `client_cert` and `client_key`, or neither",
+        );
+    }
+    if (broker.password_env.is_some() || broker.password_file.is_some()) && broker.username.is_none() {
+        reporter.report(at_key("username"), format!("{field}.username"), "a password needs a `username`");
+    }
+    if broker.password_env.is_some() && broker.password_file.is_some() {
+        reporter.report(
+            at_key("password_file"),
+            format!("{field}.password_file"),
+            "give `password_env` or `password_file`, not both",
+        );
+    }
+}
+
 fn check_mqtt(edge: &EdgeFile, source: &str, assets: &HashMap<&str, &AssetModel>, reporter: &mut Reporter<'_>) {
     let id_part = |s: &str| !s.is_empty() && !s.contains(['/', '+', '#']);
+    if let Some(spanned) = &edge.uplink {
+        let span = spanned.span();
+        let at_key = |key: &str| key_offset(source, &span, key);
+        let uplink = spanned.get_ref();
+        check_connection(&uplink.connection(), "uplink", &at_key, reporter);
+        let ids = [
+            ("group", Some(uplink.group.as_str())),
+            ("node", uplink.node.as_deref()),
+            ("primary_host", uplink.primary_host.as_deref()),
+        ];
+        for (key, value) in ids {
+            if let Some(value) = value
+                && !id_part(value)
+            {
+                reporter.report(
+                    at_key(key),
+                    format!("uplink.{key}"),
+                    format!("`{value}` is not a Sparkplug id (not empty; no `/`, `+` or `#`)"),
+                );
+            }
+        }
+        if uplink.node.is_none() && !id_part(&edge.gateway.id) {
+            reporter.report(
+                span.start,
+                "uplink.node".into(),
+                format!("the gateway id `{}` cannot be the Sparkplug node id; set `node`", edge.gateway.id),
+            );
+        }
+    }
     for (b, spanned) in edge.mqtt.iter().enumerate() {
         let span = spanned.span();
         let at_key = |key: &str| key_offset(source, &span, key);
         let broker = spanned.get_ref();
         let field = format!("mqtt[{b}]");
-        match broker_address(&broker.broker) {
-            None => reporter.report(
-                at_key("broker"),
-                format!("{field}.broker"),
-                format!("`{}` is not mqtt://host:port or mqtts://host:port", broker.broker),
-            ),
-            Some((_, _, false)) if broker.ca_file.is_some() || broker.client_cert.is_some() => reporter.report(
-                at_key("broker"),
-                format!("{field}.broker"),
-                "certificates are given but the broker URL is mqtt:// (plain); use mqtts://",
-            ),
-            _ => {}
-        }
-        if broker.client_cert.is_some() != broker.client_key.is_some() {
-            reporter.report(
-                at_key("client_cert"),
-                format!("{field}.client_cert"),
-                "give both `client_cert` and `client_key`, or neither",
-            );
-        }
-        if (broker.password_env.is_some() || broker.password_file.is_some()) && broker.username.is_none() {
-            reporter.report(at_key("username"), format!("{field}.username"), "a password needs a `username`");
-        }
-        if broker.password_env.is_some() && broker.password_file.is_some() {
-            reporter.report(
-                at_key("password_file"),
-                format!("{field}.password_file"),
-                "give `password_env` or `password_file`, not both",
-            );
-        }
+        check_connection(broker, &field, &at_key, reporter);
         if broker.json.is_empty() && broker.sparkplug.is_empty() {
             reporter.report(span.start, field.clone(), "the broker has no [[mqtt.json]] or [[mqtt.sparkplug]] to read");
         }
@@ -1341,6 +1438,28 @@ signal = "running"
         assert_eq!(broker_address("mqtt://broker.local"), Some(("broker.local".into(), 1883, false)));
         assert_eq!(broker_address("mqtts://10.0.0.1:8884/"), Some(("10.0.0.1".into(), 8884, true)));
         assert_eq!(broker_address("tcp://x:1"), None);
+    }
+
+    #[test]
+    fn a_sparkplug_uplink_is_checked() {
+        let good = format!(
+            "{GOOD}\n[uplink]\nbroker = \"mqtt://127.0.0.1:1883\"\ngroup = \"plant-1\"\nprimary_host = \"treaty-hub\"\n"
+        );
+        let edge = check("edge.toml", &good, &fleet()).unwrap_or_else(|d| panic!("{d}"));
+        let uplink = edge.uplink.as_ref().expect("uplink").get_ref();
+        assert_eq!(uplink.node_id(&edge.gateway), edge.gateway.id, "the node id defaults to the gateway id");
+        let bad = good
+            .replace("group = \"plant-1\"", "group = \"plant/1\"\npassword_env = \"PW\"")
+            .replace("mqtt://127.0.0.1:1883\"\ngroup", "tcp://127.0.0.1\"\ngroup");
+        let found = check("edge.toml", &bad, &fleet()).expect_err("problems").0;
+        let text: Vec<String> = found.iter().map(ToString::to_string).collect();
+        assert_eq!(found.len(), 3, "{text:?}");
+        assert!(text.iter().any(|t| t.contains("uplink.broker") && t.contains("not mqtt://")), "{text:?}");
+        assert!(text.iter().any(|t| t.contains("uplink.username") && t.contains("needs a `username`")), "{text:?}");
+        assert!(
+            text.iter().any(|t| t.contains("uplink.group") && t.contains("`plant/1` is not a Sparkplug id")),
+            "{text:?}"
+        );
     }
 
     #[test]

@@ -221,8 +221,24 @@ pub async fn run(edge: EdgeFile, token: String, mut stop: watch::Receiver<bool>)
     });
     // Batch ids are `<gateway>-<spool id>-<seq>`: unique even if the spool is wiped.
     let batch_prefix = format!("{}-{:016x}", edge.gateway.id, spool.id());
-    let lane = Lane { hub, batch_prefix, token, health };
-    let uplink = tokio::spawn(uplink(lane, spool, live_batches, stop.clone()));
+    let uplink = match &edge.uplink {
+        Some(sparkplug) => {
+            let sparkplug = sparkplug.get_ref().clone();
+            let node = sparkplug.node_id(&edge.gateway).to_owned();
+            let settings = crate::uplink::Settings {
+                client_id: sparkplug.client_id.clone().unwrap_or_else(|| format!("{}-uplink", edge.gateway.id)),
+                node,
+                uplink: sparkplug,
+                spool_dir: edge.gateway.spool_dir.clone(),
+            };
+            let series = crate::uplink::mapped_series(&edge);
+            tokio::spawn(crate::uplink::run(settings, series, spool, health, stop.clone()))
+        }
+        None => {
+            let lane = Lane { hub, batch_prefix, token, health };
+            tokio::spawn(uplink(lane, spool, live_batches, stop.clone()))
+        }
+    };
     let _ = stop.changed().await;
     // The sources stop, hand over what their filters held and drop their senders; the
     // batcher then queues the rest durably and ends (delivered at the next start).

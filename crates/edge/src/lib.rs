@@ -6,8 +6,8 @@
 //! store-and-forward (`spool`), the Modbus TCP adapter (`modbus`), the OPC UA adapter
 //! (`opcua`), the MQTT adapter for JSON sensors and Sparkplug B nodes (`mqtt`,
 //! `sparkplug`), TLS client settings (`tls`), the health endpoint (`health`) and the
-//! running gateway with its interlocks and HTTP uplink (`gateway`). The Sparkplug B
-//! uplink follows (issue 4).
+//! running gateway with its interlocks and HTTP uplink (`gateway`), or the Sparkplug B
+//! edge-node uplink (`uplink`).
 
 pub mod config;
 pub mod filter;
@@ -19,5 +19,6 @@ pub mod opcua;
 pub mod sparkplug;
 pub mod spool;
 pub mod tls;
+pub mod uplink;
 
 pub use filter::{Filter, FilterSpec, Threshold};

@@ -318,7 +318,7 @@ impl Source {
         keys.into_iter().map(|t| t.sample(now, None, status::NOT_CONNECTED)).collect()
     }
 
-    fn options(&self, client_id: &str, state_at: i64) -> MqttOptions {
+    pub(crate) fn options(&self, client_id: &str, state_at: i64) -> MqttOptions {
         let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
         options.set_keep_alive(self.keep_alive);
         options.set_clean_session(true);

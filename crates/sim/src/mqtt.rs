@@ -189,6 +189,9 @@ impl Node {
                 self.last.insert((*index, alias), value);
                 metrics.push(Metric {
                     alias: Some(alias as u64),
+                    // Not required after the birth, but decoders that read each message
+                    // on its own (pysparkplug) need it.
+                    datatype: Some(datatype::DOUBLE),
                     timestamp: Some(now),
                     value: Some(Value::Double(value)),
                     ..Metric::default()

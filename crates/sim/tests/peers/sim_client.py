@@ -8,7 +8,8 @@ asyncua client and a pysparkplug host. Each subcommand prints one JSON line.
     python3 sim_client.py opcua-browse URL NAME      -> browse names under Objects/NAME
     python3 sim_client.py opcua-write URL NODEID true|false
     python3 sim_client.py sparkplug PORT GROUP NODE COUNT
-        -> asks NODE for a rebirth (NCMD), prints the first COUNT births/data decoded
+        -> asks NODE for a rebirth (NCMD), prints the births and data decoded until
+           COUNT messages including a DBIRTH were seen
 """
 
 import asyncio
@@ -103,7 +104,8 @@ def sparkplug(port, group, node, count):
             "seq": message.payload.seq,
             "metrics": metrics,
         })
-        if len(seen) >= count:
+        # Enough messages, and the birth the rebirth request asked for.
+        if len(seen) >= count and any(m["type"] == "DBIRTH" for m in seen):
             done.set()
 
     client = Client()

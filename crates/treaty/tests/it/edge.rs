@@ -448,3 +448,78 @@ fn the_hub_is_a_sparkplug_host_application() {
         quality >> 30 == 2 && (quality >> 16) & 0x3fff == 0x008A
     });
 }
+
+/// The gateway as a Sparkplug B edge node: pymodbus -> `treaty edge` ([uplink]) ->
+/// Mosquitto -> `treaty serve --sparkplug-broker`; an independent host (pysparkplug)
+/// decodes the same births; while the hub is down (its STATE offline) the node holds
+/// its data and replays it, marked historical, when the hub is back. (Without
+/// `primary_host` the readings of the outage are lost: checked by hand.)
+#[test]
+fn the_gateway_publishes_as_a_sparkplug_edge_node_and_holds_data_while_the_host_is_away() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mqtt_port = free_port();
+    let _broker = mosquitto(dir.path(), mqtt_port);
+    let data = dir.path().join("hub");
+    let data = data.to_str().expect("utf-8");
+    let broker_url = format!("mqtt://127.0.0.1:{mqtt_port}");
+    let bind = format!("127.0.0.1:{}", free_port());
+    let sparkplug_args = ["--sparkplug-broker", broker_url.as_str()];
+    let mut hub = Server::start_args(data, Some(ADMIN), true, &bind, &sparkplug_args);
+    let modbus_port = free_port();
+    let _plc = modbus_server(modbus_port);
+    let edge_file = dir.path().join("edge.toml");
+    std::fs::write(
+        &edge_file,
+        format!(
+            "[gateway]\nid = \"gw-sp\"\nhub = \"http://{bind}\"\nspool_dir = \"{}\"\nbatch_ms = 200\n\n\
+             [uplink]\nbroker = \"{broker_url}\"\ngroup = \"plant-1\"\nnode = \"gw-sp\"\nprimary_host = \"treaty-hub\"\n\n\
+             [[modbus]]\nname = \"p-101-plc\"\naddress = \"127.0.0.1:{modbus_port}\"\n\n[[modbus.poll]]\ninterval_ms = 200\n\n\
+             [[modbus.poll.tag]]\nasset = \"{PUMP}\"\nsignal = \"bearing_temperature\"\ntable = \"holding\"\naddress = 0\ndata_type = \"u16\"\n",
+            dir.path().join("spool").display()
+        ),
+    )
+    .expect("edge file");
+    let edge_path = edge_file.to_str().expect("utf-8");
+    let fleet = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/fleet.toml");
+    let checked = run(&["check-config", edge_path, "--fleet", fleet]);
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    let _gateway = Kill(
+        treaty()
+            .args(["edge", "--config", edge_path, "--fleet", fleet])
+            .env("TREATY_DEVICE_TOKEN", "trt_not-used-by-a-sparkplug-uplink-0123456789")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn treaty edge"),
+    );
+    wait_for("the PLC's value at the hub via Sparkplug", || {
+        latest(&hub)["signals"]["bearing_temperature"]["value"] == 42.0
+    });
+    // An independent host decodes the node's births after asking for a rebirth.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/tests/peers/sim_client.py");
+    let out = Command::new("python3")
+        .args([script, "sparkplug", &mqtt_port.to_string(), "plant-1", "gw-sp", "2"])
+        .output()
+        .expect("python3");
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let birth = seen["messages"].as_array().and_then(|m| m.iter().find(|m| m["type"] == "DBIRTH")).cloned();
+    let birth = birth.unwrap_or_else(|| panic!("no DBIRTH decoded by pysparkplug: {seen} {}", text(&out.stderr)));
+    assert_eq!(birth["device"], "acme:plant-1:line-1:p-101");
+    assert_eq!(birth["metrics"]["bearing_temperature"], 42.0);
+    // The hub goes away (its will says offline): the node holds what it reads.
+    hub.child.kill().expect("SIGKILL the hub");
+    hub.child.wait().expect("reap");
+    let down = now_ms();
+    std::thread::sleep(Duration::from_secs(3));
+    let up = now_ms();
+    let hub = Server::start_args(data, Some(ADMIN), false, &bind, &sparkplug_args);
+    let from = down + 500;
+    let to = up - 500;
+    let path = format!("/api/v1/telemetry/range?asset={PUMP}&signal=bearing_temperature&from={from}&to={to}");
+    wait_for("the readings taken while the hub was down", || {
+        let (status, body) = hub.get(&path, ADMIN);
+        status == 200
+            && serde_json::from_str::<serde_json::Value>(&body)
+                .is_ok_and(|r| r["samples"]["values"].as_array().is_some_and(|v| v.len() >= 8))
+    });
+}
