@@ -54,6 +54,11 @@ pub struct ServeArgs {
     /// Follow only these Sparkplug groups (repeatable; all by default).
     #[arg(long = "sparkplug-group", value_name = "GROUP", requires = "sparkplug_broker")]
     pub sparkplug_groups: Vec<String>,
+    /// Which assets an edge node may write: `GROUP/NODE=PREFIX[,PREFIX...]` (asset ids or
+    /// site/line prefixes; repeatable). A device of an unbound node, or outside its
+    /// prefixes, is refused: the broker's clients are not trusted with every asset.
+    #[arg(long = "sparkplug-node", value_name = "GROUP/NODE=PREFIXES", requires = "sparkplug_broker")]
+    pub sparkplug_nodes: Vec<String>,
     /// Broker user name; the password comes from TREATY_SPARKPLUG_PASSWORD.
     #[arg(long, requires = "sparkplug_broker")]
     pub sparkplug_username: Option<String>,
@@ -102,7 +107,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     });
     if let Some(broker) = &args.sparkplug_broker {
+        let bindings = crate::sparkplug_host::parse_bindings(&args.sparkplug_nodes)?;
         let host = crate::sparkplug_host::HostOptions {
+            bindings,
             broker: broker.clone(),
             host_id: args.sparkplug_host_id.clone(),
             groups: args.sparkplug_groups.clone(),

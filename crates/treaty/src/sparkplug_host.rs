@@ -5,8 +5,10 @@
 //! device metrics as telemetry through the same validation as the HTTP endpoints. A
 //! device is an asset: its Sparkplug id is the asset id with `/` written as `:` (ids may
 //! not contain `/`), e.g. `acme:plant-1:line-1:p-102`; a metric is the signal of that
-//! name. When a node or device dies, each signal its births announced gets a bad sample
-//! (not connected), so the hub shows it stale rather than frozen.
+//! name. A node may only write the assets it is bound to (`--sparkplug-node
+//! GROUP/NODE=PREFIX`): the broker's clients are not trusted with every asset. When a
+//! node or device dies, or the broker is lost, each signal the births announced gets a
+//! bad sample (not connected), so the hub shows it stale rather than frozen.
 
 use anyhow::Context;
 use api::telemetry::Telemetry;
@@ -29,6 +31,41 @@ pub struct HostOptions {
     pub username: Option<String>,
     pub password: Option<String>,
     pub ca_file: Option<std::path::PathBuf>,
+    /// (group, node) -> the asset ids or prefixes its devices may be.
+    pub bindings: HashMap<(String, String), Vec<String>>,
+}
+
+/// Parses `--sparkplug-node GROUP/NODE=PREFIX[,PREFIX...]`; at least one is required.
+pub fn parse_bindings(flags: &[String]) -> anyhow::Result<HashMap<(String, String), Vec<String>>> {
+    anyhow::ensure!(
+        !flags.is_empty(),
+        "--sparkplug-broker needs at least one --sparkplug-node GROUP/NODE=ASSET-PREFIX: \
+         the hub stores a node's data only for the assets it is bound to"
+    );
+    let mut out: HashMap<(String, String), Vec<String>> = HashMap::new();
+    for flag in flags {
+        let parsed = flag.split_once('=').and_then(|(id, prefixes)| {
+            let (group, node) = id.split_once('/')?;
+            let prefixes: Vec<String> = prefixes
+                .split(',')
+                .map(|p| p.trim().trim_end_matches('/').to_owned())
+                .filter(|p| !p.is_empty())
+                .collect();
+            let valid = |s: &str| !s.is_empty() && !s.contains(['/', '+', '#']);
+            (valid(group) && valid(node) && !prefixes.is_empty())
+                .then(|| ((group.to_owned(), node.to_owned()), prefixes))
+        });
+        let (key, prefixes) = parsed.with_context(|| {
+            format!("--sparkplug-node `{flag}`: expected GROUP/NODE=PREFIX[,PREFIX...], e.g. plant-1/gw-1=acme/plant-1")
+        })?;
+        out.entry(key).or_default().extend(prefixes);
+    }
+    Ok(out)
+}
+
+/// Whether `asset` is one of `prefixes` or under one of them.
+fn bound(prefixes: &[String], asset: &str) -> bool {
+    prefixes.iter().any(|p| asset == p || asset.strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with('/')))
 }
 
 /// The asset a Sparkplug device id names.
@@ -59,11 +96,16 @@ pub async fn run(options: HostOptions, telemetry: Arc<Telemetry>, store: RecordS
     let offline = serde_json::json!({"online": false, "timestamp": born_at}).to_string();
     mqtt.set_last_will(LastWill::new(state_topic.clone(), offline, QoS::AtLeastOnce, true));
     let (client, mut events) = AsyncClient::new(mqtt, 256);
-    let filters: Vec<String> = if options.groups.is_empty() {
+    let mut filters: Vec<String> = if options.groups.is_empty() {
         vec![format!("{}/#", sparkplug::NAMESPACE)]
     } else {
         options.groups.iter().map(|g| format!("{}/{g}/#", sparkplug::NAMESPACE)).collect()
     };
+    // Its own STATE too: if a stale offline will lands after we came online, say online again.
+    if !options.groups.is_empty() {
+        filters.push(state_topic.clone());
+    }
+    let mut connected = false;
     let mut machine = Host::new();
     // The signals each node's or device's births announced, for staleness on death.
     let mut born: HashMap<Scope, BTreeSet<String>> = HashMap::new();
@@ -80,8 +122,19 @@ pub async fn run(options: HostOptions, telemetry: Arc<Telemetry>, store: RecordS
                 let _ = client.try_publish(state_topic.clone(), QoS::AtLeastOnce, true, online);
                 // Sessions may have changed while we were away: start over from births.
                 machine.forget_sessions();
+                connected = true;
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if publish.topic == state_topic {
+                    let says_online = serde_json::from_slice::<serde_json::Value>(&publish.payload)
+                        .is_ok_and(|v| v["online"] == true);
+                    if !says_online {
+                        tracing::warn!("Sparkplug host: our STATE says offline while we are online; correcting it");
+                        let online = serde_json::json!({"online": true, "timestamp": born_at}).to_string();
+                        let _ = client.try_publish(state_topic.clone(), QoS::AtLeastOnce, true, online);
+                    }
+                    continue;
+                }
                 if publish.topic.starts_with(&format!("{}/STATE/", sparkplug::NAMESPACE)) {
                     continue;
                 }
@@ -95,15 +148,27 @@ pub async fn run(options: HostOptions, telemetry: Arc<Telemetry>, store: RecordS
                     // NCMD goes at QoS 0, not retained (Sparkplug 3.0, tck-id-topics-ncmd-mqtt).
                     let _ = client.try_publish(topic, QoS::AtMostOnce, false, payload);
                 }
-                let births = matches!(
-                    sparkplug::Topic::parse(&publish.topic).map(|t| t.kind),
-                    Some(sparkplug::Kind::NBirth | sparkplug::Kind::DBirth)
-                );
+                let kind = sparkplug::Topic::parse(&publish.topic).map(|t| t.kind);
+                let births = matches!(kind, Some(sparkplug::Kind::NBirth | sparkplug::Kind::DBirth));
+                if let (Some(sparkplug::Kind::NBirth), Some(topic)) = (kind, sparkplug::Topic::parse(&publish.topic)) {
+                    // A new session announces its devices anew: forget the old session's.
+                    born.retain(|(g, n, _), _| !(g == topic.group && n == topic.node));
+                }
                 let mut live: HashMap<SeriesKey, Vec<Sample>> = HashMap::new();
                 let mut historical: HashMap<SeriesKey, Vec<Sample>> = HashMap::new();
+                let mut refused = 0usize;
                 for reading in handled.readings {
                     let Some(device) = &reading.device else { continue };
-                    let key = SeriesKey::new(asset_of(device), reading.metric.clone());
+                    let asset = asset_of(device);
+                    let allowed = options
+                        .bindings
+                        .get(&(reading.group.clone(), reading.node.clone()))
+                        .is_some_and(|prefixes| bound(prefixes, &asset));
+                    if !allowed {
+                        refused += 1;
+                        continue;
+                    }
+                    let key = SeriesKey::new(asset, reading.metric.clone());
                     if births {
                         born.entry((reading.group.clone(), reading.node.clone(), reading.device.clone()))
                             .or_default()
@@ -117,6 +182,10 @@ pub async fn run(options: HostOptions, telemetry: Arc<Telemetry>, store: RecordS
                     };
                     let target = if reading.historical { &mut historical } else { &mut live };
                     target.entry(key).or_default().push(sample);
+                }
+                if refused > 0 {
+                    metrics::counter!("treaty_sparkplug_unbound_metrics_total").increment(refused as u64);
+                    tracing::warn!(topic = %publish.topic, refused, "Sparkplug metrics of a device its node is not bound to (--sparkplug-node); refused");
                 }
                 for death in handled.deaths {
                     let dead: Vec<Scope> = born
@@ -143,6 +212,21 @@ pub async fn run(options: HostOptions, telemetry: Arc<Telemetry>, store: RecordS
             }
             Ok(_) => {}
             Err(error) => {
+                if std::mem::take(&mut connected) {
+                    // Without the broker nothing is known about any device: all stale.
+                    let now = model::Timestamp::now().0;
+                    let bad = Sample { ts: now, value: f64::NAN, quality: Quality::new(Severity::Bad, 0x008A) };
+                    let stale: Vec<(SeriesKey, Vec<Sample>)> = born
+                        .drain()
+                        .filter_map(|((_, _, device), signals)| Some((asset_of(&device?), signals)))
+                        .flat_map(|(asset, signals)| {
+                            signals.into_iter().map(move |s| (SeriesKey::new(asset.clone(), s), vec![bad]))
+                        })
+                        .collect();
+                    if !stale.is_empty() {
+                        store_samples(&telemetry, &store, stale, false).await;
+                    }
+                }
                 tracing::warn!(broker = %options.broker, %error, "Sparkplug host: broker unreachable; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));

@@ -413,7 +413,23 @@ fn the_hub_is_a_sparkplug_host_application() {
     let data = dir.path().join("hub");
     let data = data.to_str().expect("utf-8");
     let broker_url = format!("mqtt://127.0.0.1:{mqtt_port}");
-    let hub = Server::start_args(data, Some(ADMIN), true, "127.0.0.1:0", &["--sparkplug-broker", &broker_url]);
+    let binding = ["--sparkplug-node", "plant-1/line-1-edge=acme/plant-1/line-1"];
+    // Deny by default: a host without any node binding does not start.
+    let unbound = treaty()
+        .args(["serve", "--data-dir", &format!("{data}-unbound"), "--bind", "127.0.0.1:0"])
+        .args(["--sparkplug-broker", &broker_url])
+        .env("TREATY_ADMIN_TOKEN", ADMIN)
+        .output()
+        .expect("run");
+    assert!(!unbound.status.success());
+    assert!(text(&unbound.stderr).contains("--sparkplug-node"), "{}", text(&unbound.stderr));
+    let hub = Server::start_args(
+        data,
+        Some(ADMIN),
+        true,
+        "127.0.0.1:0",
+        &[&["--sparkplug-broker", &broker_url][..], &binding].concat(),
+    );
     // The host announces itself with a retained STATE message.
     let state = Command::new("mosquitto_sub")
         .args([
@@ -432,6 +448,18 @@ fn the_hub_is_a_sparkplug_host_application() {
         .expect("mosquitto_sub (package mosquitto-clients)");
     let state = text(&state.stdout);
     assert!(state.contains("\"online\":true"), "STATE: {state}");
+    // The node is bound to line 1 of plant 1: a device elsewhere is refused.
+    let mut outsider = sparkplug_node(mqtt_port, "lakeshore:north-plant:high-lift:hl-1", "bearing_temperature");
+    wait_for("the refusal of an unbound device", || {
+        let (_, metrics) = hub.get("/metrics", ADMIN);
+        metrics.lines().any(|l| l.starts_with("treaty_sparkplug_unbound_metrics_total ") && !l.ends_with(" 0"))
+    });
+    let _ = outsider.kill();
+    let _ = outsider.wait();
+    assert!(
+        latest_of(&hub, "lakeshore/north-plant/high-lift/hl-1")["signals"].as_object().is_none_or(|s| s.is_empty()),
+        "nothing of the unbound device is stored"
+    );
     // A pysparkplug node whose device is P-102 (asset id with `/` written as `:`).
     let mut node = sparkplug_node(mqtt_port, "acme:plant-1:line-1:p-102", "bearing_temperature");
     const P102: &str = "acme/plant-1/line-1/p-102";
@@ -463,7 +491,8 @@ fn the_gateway_publishes_as_a_sparkplug_edge_node_and_holds_data_while_the_host_
     let data = data.to_str().expect("utf-8");
     let broker_url = format!("mqtt://127.0.0.1:{mqtt_port}");
     let bind = format!("127.0.0.1:{}", free_port());
-    let sparkplug_args = ["--sparkplug-broker", broker_url.as_str()];
+    let sparkplug_args =
+        ["--sparkplug-broker", broker_url.as_str(), "--sparkplug-node", "plant-1/gw-sp=acme/plant-1/line-1"];
     let mut hub = Server::start_args(data, Some(ADMIN), true, &bind, &sparkplug_args);
     let modbus_port = free_port();
     let _plc = modbus_server(modbus_port);
