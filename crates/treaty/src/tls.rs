@@ -1,6 +1,8 @@
 //! HTTPS for `treaty serve`: a listener that accepts TCP connections, completes each TLS
 //! handshake in its own task (a slow or broken client never holds up the others; 10 s at
-//! most), and hands finished streams to axum.
+//! most; at most `HANDSHAKES` at once, so a flood of half-open clients cannot exhaust
+//! memory — further connections wait in the kernel's backlog), and hands finished
+//! streams to axum.
 
 use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
@@ -32,6 +34,9 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::Serv
     Ok(Arc::new(config))
 }
 
+/// TLS handshakes in progress at most.
+const HANDSHAKES: usize = 256;
+
 /// TLS connections, ready for `axum::serve`.
 pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
@@ -43,8 +48,10 @@ impl TlsListener {
         let local = listener.local_addr()?;
         let (send, ready) = mpsc::channel(64);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let slots = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
         tokio::spawn(async move {
             loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
                 let (stream, peer) = match listener.accept().await {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -56,7 +63,9 @@ impl TlsListener {
                 let acceptor = acceptor.clone();
                 let send = send.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+                    drop(slot);
+                    match handshake {
                         Ok(Ok(tls)) => {
                             let _ = send.send((tls, peer)).await;
                         }

@@ -299,7 +299,7 @@ fn serve_takes_the_first_admin_token_from_the_environment() {
 fn help_explains_the_commands() {
     let help = run(&["--help"]);
     let out = text(&help.stdout);
-    for command in ["serve", "import", "check-config", "token", "audit"] {
+    for command in ["serve", "import", "check-config", "edge", "sim", "token", "audit", "bench"] {
         assert!(out.contains(command), "{out}");
     }
     let token_help = text(&run(&["token", "create", "--help"]).stdout);
