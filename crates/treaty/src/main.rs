@@ -80,8 +80,37 @@ enum Command {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc settings for the gateway, which must stay small: no transparent huge pages
+/// (with THP a 2 MiB page is resident as soon as one byte of it is touched) and freed
+/// memory returned at once. mimalloc reads them from the environment when the process
+/// starts (setting them in code would take `unsafe`), so `treaty edge` re-executes
+/// itself once with them set; an operator's own `MIMALLOC_*` settings win.
+const GATEWAY_ALLOCATOR: [(&str, &str); 2] = [("MIMALLOC_ALLOW_THP", "0"), ("MIMALLOC_PURGE_DELAY", "0")];
+
+fn tune_gateway_allocator() {
+    use std::os::unix::process::CommandExt;
+    const MARK: &str = "TREATY_ALLOCATOR_TUNED";
+    if std::env::var_os(MARK).is_some() || GATEWAY_ALLOCATOR.iter().all(|(k, _)| std::env::var_os(k).is_some()) {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let mut command = std::process::Command::new(exe);
+    command.args(std::env::args_os().skip(1)).env(MARK, "1");
+    for (key, value) in GATEWAY_ALLOCATOR {
+        if std::env::var_os(key).is_none() {
+            command.env(key, value);
+        }
+    }
+    // Only returns if the exec failed; the gateway then runs with the defaults.
+    let error = command.exec();
+    eprintln!("warning: could not apply the gateway's allocator settings ({error}); running with the defaults");
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Edge(_)) {
+        tune_gateway_allocator();
+    }
     if let Err(error) = logging::init(cli.log_format, &cli.log_level) {
         eprintln!("error: {error:#}");
         return ExitCode::FAILURE;
