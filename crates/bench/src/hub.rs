@@ -45,19 +45,29 @@ fn entities(assets: usize) -> anyhow::Result<Vec<Entity>> {
 
 impl Hub {
     pub fn start(dir: &Path, assets: usize) -> anyhow::Result<Hub> {
-        let _ = std::fs::remove_dir_all(dir);
+        Self::open(dir, assets, false)
+    }
+
+    /// `reuse`: open what an earlier run left in `dir` (its records are already there)
+    /// instead of starting from an empty directory.
+    pub fn open(dir: &Path, assets: usize, reuse: bool) -> anyhow::Result<Hub> {
+        if !reuse {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let entities = entities(assets)?;
         let catalog = Arc::new(Catalog::from_entities(&entities));
         let tsdb = Tsdb::open(&dir.join("telemetry"), TsdbOptions::default())?;
         let (address, token) = runtime.block_on(async {
             let store: store::RecordStoreRef = Arc::new(store::SqliteStore::open(dir)?);
-            let batch = store::WriteBatch {
-                actor: "bench".into(),
-                changes: entities.into_iter().map(store::Change::Create).collect(),
-                idempotency: None,
-            };
-            store.apply(batch).await?;
+            if !reuse {
+                let batch = store::WriteBatch {
+                    actor: "bench".into(),
+                    changes: entities.into_iter().map(store::Change::Create).collect(),
+                    idempotency: None,
+                };
+                store.apply(batch).await?;
+            }
             let issued = api::auth::issue_token("bench", model::Role::Admin, None).map_err(anyhow::Error::msg)?;
             store.create_token("bench", issued.record).await?;
             let telemetry = Arc::new(api::Telemetry::new(tsdb.clone(), api::telemetry::DEFAULT_MAX_FUTURE_MS));

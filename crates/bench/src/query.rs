@@ -21,6 +21,8 @@ pub struct QueryBench {
     /// Hours of older history loaded into Treaty alone through its bulk backfill (in
     /// front of `hours`, which both systems ingest normally).
     pub backfill_hours: i64,
+    /// Query what an earlier run with the same sizes loaded (Treaty only).
+    pub reuse: bool,
 }
 
 const START: i64 = 1_767_225_600_000;
@@ -50,12 +52,33 @@ fn percentiles(mut latencies: Vec<Duration>) -> (f64, f64, f64) {
 }
 
 pub fn run(bench: &QueryBench) -> anyhow::Result<String> {
-    let hub = Hub::start(&bench.work_dir.join("treaty-query"), bench.assets)?;
+    let dir = bench.work_dir.join("treaty-query");
+    // What a completed load leaves behind, so that `reuse` only opens matching data.
+    let sizes = format!("{} {} {} {}\n", bench.assets, bench.signals, bench.hours, bench.backfill_hours);
+    let marker = dir.join("loaded");
+    if bench.reuse {
+        let found = std::fs::read_to_string(&marker).unwrap_or_default();
+        anyhow::ensure!(
+            found == sizes,
+            "--reuse: {} holds no completed load of these sizes (found `{}`); run once without --reuse",
+            dir.display(),
+            found.trim()
+        );
+    }
+    let opening = Instant::now();
+    let hub = Hub::open(&dir, bench.assets, bench.reuse)?;
+    if bench.reuse {
+        tracing::info!(seconds = opening.elapsed().as_secs(), "reopened the loaded hub");
+    }
     let vm = if bench.with_vm { Some(peers::victoria_metrics(&bench.work_dir.join("vm-query"))?) } else { None };
     let mut loaded = 0usize;
     let backfill_started = Instant::now();
     let backfilled = std::sync::atomic::AtomicUsize::new(0);
+    let load = !bench.reuse;
     std::thread::scope(|scope| -> anyhow::Result<()> {
+        if !load {
+            return Ok(());
+        }
         let workers: Vec<_> = (0..2)
             .map(|w| {
                 let (hub, backfilled) = (&hub, &backfilled);
@@ -80,11 +103,11 @@ pub fn run(bench: &QueryBench) -> anyhow::Result<String> {
         }
         Ok(())
     })?;
-    let backfilled = backfilled.into_inner();
+    let mut backfilled = backfilled.into_inner();
     if backfilled > 0 {
         tracing::info!(samples = backfilled, seconds = backfill_started.elapsed().as_secs(), "history backfilled");
     }
-    for hour in 0..bench.hours {
+    for hour in (0..bench.hours).filter(|_| load) {
         let batches: Vec<_> = (0..bench.assets).map(|a| hour_batch(a, bench.signals, hour)).collect();
         hub.ingest_in_process(&batches, 2)?;
         if let Some(vm) = &vm {
@@ -95,6 +118,13 @@ pub fn run(bench: &QueryBench) -> anyhow::Result<String> {
     }
     if let Some(vm) = &vm {
         peers::victoria_metrics_settle(vm)?;
+    }
+    if load {
+        std::fs::write(&marker, &sizes)?;
+    } else {
+        let per_hour = bench.assets * bench.signals * 3600;
+        loaded = per_hour * bench.hours as usize;
+        backfilled = per_hour * bench.backfill_hours as usize;
     }
     let end = START + bench.hours * 3_600_000;
     let from = end - 3_600_000;

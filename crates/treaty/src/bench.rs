@@ -119,6 +119,10 @@ pub enum BenchCommand {
         backfill_hours: i64,
         #[arg(long, default_value = "./treaty-bench")]
         work_dir: PathBuf,
+        /// Query the data an earlier run with the same sizes left in --work-dir instead
+        /// of loading it again (Treaty only; the 30-day load takes about an hour).
+        #[arg(long)]
+        reuse: bool,
     },
 }
 
@@ -184,15 +188,16 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             };
             tokio::task::spawn_blocking(move || bench::memory::run(&bench)).await??
         }
-        BenchCommand::Query { assets, signals, hours, queries, no_peer, work_dir, backfill_hours } => {
+        BenchCommand::Query { assets, signals, hours, queries, no_peer, work_dir, backfill_hours, reuse } => {
             let bench = bench::query::QueryBench {
                 assets,
                 signals,
                 hours,
                 queries,
                 work_dir,
-                with_vm: !no_peer,
+                with_vm: !no_peer && !reuse,
                 backfill_hours: backfill_hours.max(0),
+                reuse,
             };
             tokio::task::spawn_blocking(move || bench::query::run(&bench)).await??
         }
