@@ -177,11 +177,13 @@ pub fn run(bench: &QueryBench) -> anyhow::Result<String> {
         bench.hours + bench.backfill_hours,
         bench.assets,
         (loaded + backfilled) as f64 / 1e6,
-        if backfilled > 0 {
+        if backfilled > 0 && bench.with_vm {
             format!(
                 " — the oldest {} h backfilled into Treaty only; VictoriaMetrics holds the newest {} h",
                 bench.backfill_hours, bench.hours
             )
+        } else if backfilled > 0 {
+            format!(" — the oldest {} h backfilled", bench.backfill_hours)
         } else {
             String::new()
         },
