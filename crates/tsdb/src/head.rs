@@ -252,6 +252,42 @@ impl Head {
         }
     }
 
+    /// Every series with unsealed samples, with the time span they cover.
+    pub fn spans(&self) -> Vec<(SeriesId, i64, i64)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter().filter_map(|s| s.lock().ok()) {
+            for (id, head) in shard.iter() {
+                let first = head.frozen.first().map(|b| b.first).or_else(|| head.tail.first().map(|s| s.ts));
+                let last = head.tail.last().map(|s| s.ts).or_else(|| head.frozen.last().map(|b| b.last));
+                if let (Some(first), Some(last)) = (first, last) {
+                    out.push((*id, first, last));
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops the head samples that `sealed` (sorted, one per time stamp: what the chunks
+    /// say) already holds exactly; returns how many. For WAL replay after a restart: the
+    /// WAL keeps sealed samples until a checkpoint deletes their segment.
+    pub fn drop_sealed(&self, id: SeriesId, sealed: &[Sample]) -> usize {
+        let Ok(mut shard) = self.shard(id).lock() else { return 0 };
+        let Some(head) = shard.get_mut(&id) else { return 0 };
+        let mut left = head.samples();
+        let before = left.len();
+        left.retain(|s| match sealed.binary_search_by_key(&s.ts, |x| x.ts) {
+            Ok(at) => !sealed[at].same_as(s),
+            Err(_) => true,
+        });
+        let dropped = before - left.len();
+        if left.is_empty() {
+            shard.remove(&id);
+        } else if dropped > 0 {
+            head.set(left);
+        }
+        dropped
+    }
+
     /// Gives up sealing a copy (the chunk could not be written).
     pub fn cancel_seal(&self, id: SeriesId) {
         if let Ok(mut shard) = self.shard(id).lock()

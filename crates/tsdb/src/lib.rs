@@ -268,9 +268,20 @@ impl Tsdb {
                 batches.insert(batch, (now_ms(), outcome));
             }
         }
+        // The WAL keeps samples until a checkpoint deletes their segment, also those
+        // sealed since: drop them from the heads again, or they would be held (and, once a
+        // head fills up, sealed) a second time.
+        let mut already_sealed = 0;
+        for (id, first, last) in head.spans() {
+            let sealed = tiers.raw_range(id, first, last.saturating_add(1))?;
+            if !sealed.is_empty() {
+                already_sealed += head.drop_sealed(id, &sealed);
+            }
+        }
         tracing::info!(
             series = series.len(),
             wal_records = replayed,
+            already_sealed,
             chunks = tiers.raw_chunk_count(),
             "telemetry engine opened"
         );
