@@ -115,6 +115,19 @@ impl EdgeNode {
         }
     }
 
+    /// Records `sample` as the series' current value without publishing it (what the
+    /// next births carry), unless a newer one is known.
+    pub fn remember(&mut self, key: &SeriesKey, sample: Sample) {
+        if self.index.contains_key(key) && self.latest.get(key).is_none_or(|l| l.ts <= sample.ts) {
+            self.latest.insert(key.clone(), sample);
+        }
+    }
+
+    /// The newest sample sent (or remembered) for a series.
+    pub fn latest(&self, key: &SeriesKey) -> Option<&Sample> {
+        self.latest.get(key)
+    }
+
     /// NBIRTH and a DBIRTH per device, `seq` from 0.
     pub fn births(&mut self) -> Vec<(String, Vec<u8>)> {
         self.seq = 0;
@@ -342,6 +355,13 @@ pub async fn run(
                     Err(error) => break Some(error.to_string()),
                 },
                 _ = pump.tick(), if born && flight.entries.len() < IN_FLIGHT => {
+                    // Nothing queued beyond what is in flight: do not read (and decode)
+                    // the in-flight entries again.
+                    let nothing_new = spool.stats().queued_records == 0
+                        || flight.last_sent.is_some_and(|s| s + 1 >= spool.next_seq());
+                    if nothing_new {
+                        continue;
+                    }
                     let peek = spool.clone();
                     let wanted = flight.entries.len() + IN_FLIGHT;
                     let entries = tokio::task::spawn_blocking(move || peek.peek(wanted)).await;
@@ -397,7 +417,8 @@ pub async fn run(
     }
 }
 
-fn asks_rebirth(payload: &[u8]) -> bool {
+/// Whether an NCMD payload asks for `Node Control/Rebirth`.
+pub fn asks_rebirth(payload: &[u8]) -> bool {
     Payload::decode(payload).is_ok_and(|p| {
         p.metrics.iter().any(|m| m.name.as_deref() == Some(REBIRTH) && matches!(m.value, Some(Value::Boolean(true))))
     })

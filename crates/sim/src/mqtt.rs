@@ -7,14 +7,15 @@
 //!   after the signals. NBIRTH carries `bdSeq` and `Node Control/Rebirth`; DBIRTH
 //!   names every metric with an alias and a data type; DDATA sends only what changed,
 //!   by alias, with `seq` counting 0..255 across the node's messages; NDEATH is the
-//!   connection's will; an NCMD rebirth request republishes the births.
+//!   connection's will; an NCMD rebirth request republishes the births. The encoding
+//!   is the gateway's own edge node (`edge::uplink::EdgeNode`).
 
 use crate::Shared;
-use edge::sparkplug::{Metric, Payload, REBIRTH, Value, datatype};
-use prost::Message;
+use edge::spool::Entry;
+use edge::uplink::{EdgeNode, asks_rebirth};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
-use std::collections::BTreeMap;
 use std::time::Duration;
+use tsdb::{Sample, SeriesKey};
 
 pub const GROUP: &str = "treaty-sim";
 pub const JSON_PREFIX: &str = "treaty-sim";
@@ -85,158 +86,45 @@ pub async fn json(world: Shared, indices: Vec<usize>, broker: (String, u16), tic
     }
 }
 
-/// One Sparkplug edge node's state.
-struct Node {
-    id: String,
-    bd_seq: u64,
-    seq: u64,
-    /// Devices: machine index, device id, metric names (alias = position).
-    devices: Vec<(usize, String, Vec<String>)>,
-    /// Last published value per device and alias (report by exception).
-    last: BTreeMap<(usize, usize), f64>,
-}
-
-impl Node {
-    fn topic(&self, kind: &str, device: Option<&str>) -> String {
-        match device {
-            Some(d) => format!("spBv1.0/{GROUP}/{kind}/{}/{d}", self.id),
-            None => format!("spBv1.0/{GROUP}/{kind}/{}", self.id),
-        }
-    }
-
-    fn next_seq(&mut self) -> u64 {
-        let seq = self.seq;
-        self.seq = (self.seq + 1) % 256;
-        seq
-    }
-
-    fn death(&self) -> Vec<u8> {
-        let metric = Metric {
-            name: Some("bdSeq".into()),
-            datatype: Some(datatype::UINT64),
-            value: Some(Value::Long(self.bd_seq)),
-            ..Metric::default()
-        };
-        Payload { timestamp: Some(now_ms() as u64), metrics: vec![metric], ..Payload::default() }.encode_to_vec()
-    }
-
-    /// NBIRTH and every DBIRTH, with fresh sequence numbers from 0.
-    fn births(&mut self, world: &crate::World) -> Vec<(String, Vec<u8>)> {
-        self.seq = 0;
-        self.last.clear();
-        let now = now_ms() as u64;
-        let node_metrics = vec![
-            Metric {
-                name: Some("bdSeq".into()),
-                datatype: Some(datatype::UINT64),
-                value: Some(Value::Long(self.bd_seq)),
-                ..Metric::default()
-            },
-            Metric {
-                name: Some(REBIRTH.into()),
-                datatype: Some(datatype::BOOLEAN),
-                value: Some(Value::Boolean(false)),
-                ..Metric::default()
-            },
-        ];
-        let seq = self.next_seq();
-        let mut out = vec![(
-            self.topic("NBIRTH", None),
-            Payload { timestamp: Some(now), metrics: node_metrics, seq: Some(seq), ..Payload::default() }
-                .encode_to_vec(),
-        )];
-        let devices = self.devices.clone();
-        for (index, device, names) in &devices {
-            let values = &world.machines[*index].values;
-            let metrics = names
-                .iter()
-                .enumerate()
-                .map(|(alias, name)| {
-                    let value = values.get(name).copied().unwrap_or(0.0);
-                    self.last.insert((*index, alias), value);
-                    Metric {
-                        name: Some(name.clone()),
-                        alias: Some(alias as u64),
-                        timestamp: Some(now),
-                        datatype: Some(datatype::DOUBLE),
-                        value: Some(Value::Double(value)),
-                        ..Metric::default()
-                    }
-                })
-                .collect();
-            let seq = self.next_seq();
-            out.push((
-                self.topic("DBIRTH", Some(device)),
-                Payload { timestamp: Some(now), metrics, seq: Some(seq), ..Payload::default() }.encode_to_vec(),
-            ));
-        }
-        out
-    }
-
-    /// DDATA for every device with changed values (by alias only).
-    fn data(&mut self, world: &crate::World) -> Vec<(String, Vec<u8>)> {
-        let now = now_ms() as u64;
-        let mut out = Vec::new();
-        let devices = self.devices.clone();
-        for (index, device, names) in &devices {
-            let values = &world.machines[*index].values;
-            let mut metrics = Vec::new();
-            for (alias, name) in names.iter().enumerate() {
-                let Some(value) = values.get(name).copied() else { continue };
-                if self.last.get(&(*index, alias)) == Some(&value) {
-                    continue;
-                }
-                self.last.insert((*index, alias), value);
-                metrics.push(Metric {
-                    alias: Some(alias as u64),
-                    // Not required after the birth, but decoders that read each message
-                    // on its own (pysparkplug) need it.
-                    datatype: Some(datatype::DOUBLE),
-                    timestamp: Some(now),
-                    value: Some(Value::Double(value)),
-                    ..Metric::default()
-                });
-            }
-            if metrics.is_empty() {
-                continue;
-            }
-            let seq = self.next_seq();
-            out.push((
-                self.topic("DDATA", Some(device)),
-                Payload { timestamp: Some(now), metrics, seq: Some(seq), ..Payload::default() }.encode_to_vec(),
-            ));
-        }
-        out
-    }
-}
-
 /// Runs one Sparkplug edge node for the machines `indices` (all of one site) until the
 /// task is dropped.
 pub async fn sparkplug(world: Shared, site: String, indices: Vec<usize>, broker: (String, u16), tick: Duration) {
-    let devices = {
+    // Devices and metrics in register-map order (aliases follow it).
+    let devices: Vec<(usize, Vec<SeriesKey>)> = {
         let Ok(world) = world.lock() else { return };
         indices
             .iter()
             .map(|i| {
                 let m = &world.machines[*i];
-                let names = crate::modbus::layout(m).into_iter().map(|(name, _)| name).collect();
-                (*i, sparkplug_id(&m.asset), names)
+                (
+                    *i,
+                    crate::modbus::layout(m)
+                        .into_iter()
+                        .map(|(name, _)| SeriesKey::new(m.asset.clone(), name))
+                        .collect(),
+                )
             })
             .collect()
     };
-    let mut node = Node {
-        id: sparkplug_id(&site),
-        bd_seq: (now_ms() / 1000 % 256) as u64,
-        seq: 0,
-        devices,
-        last: BTreeMap::new(),
-    };
-    let mut options = options(&format!("treaty-sim-{}", node.id), &broker);
+    let mut node = EdgeNode::new(GROUP, &sparkplug_id(&site), devices.iter().flat_map(|(_, keys)| keys.clone()));
+    node.bd_seq = (now_ms() / 1000 % 256) as u64;
+    let mut options = options(&format!("treaty-sim-{}", node.node), &broker);
     options.set_last_will(LastWill::new(node.topic("NDEATH", None), node.death(), QoS::AtLeastOnce, false));
     let (client, mut events) = AsyncClient::new(options, 4096);
     let ncmd = node.topic("NCMD", None);
     let mut every = tokio::time::interval(tick);
     let mut connected = false;
+    // The current value of every metric, as samples stamped now.
+    let current = |world: &crate::World| -> Vec<(SeriesKey, Sample)> {
+        let now = now_ms();
+        devices
+            .iter()
+            .flat_map(|(i, keys)| {
+                let values = &world.machines[*i].values;
+                keys.iter().filter_map(move |k| Some((k.clone(), Sample::good(now, *values.get(&k.signal)?))))
+            })
+            .collect()
+    };
     loop {
         let publish = tokio::select! {
             _ = every.tick() => {
@@ -244,32 +132,33 @@ pub async fn sparkplug(world: Shared, site: String, indices: Vec<usize>, broker:
                     continue;
                 }
                 let Ok(world) = world.lock() else { return };
-                node.data(&world)
+                // Report by exception: only what changed since it was last sent.
+                let series: Vec<(SeriesKey, Vec<Sample>)> = current(&world)
+                    .into_iter()
+                    .filter(|(k, s)| node.latest(k).is_none_or(|l| l.value != s.value))
+                    .map(|(k, s)| (k, vec![s]))
+                    .collect();
+                node.data(&Entry { seq: 0, series }, false)
             }
             event = events.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     connected = true;
                     let _ = client.try_subscribe(ncmd.clone(), QoS::AtLeastOnce);
                     let Ok(world) = world.lock() else { return };
-                    node.births(&world)
+                    births(&mut node, current(&world))
                 }
                 Ok(Event::Incoming(Packet::Publish(message))) if message.topic == ncmd => {
-                    let rebirth = Payload::decode(message.payload.as_ref()).is_ok_and(|p| {
-                        p.metrics.iter().any(|m| {
-                            m.name.as_deref() == Some(REBIRTH) && matches!(m.value, Some(Value::Boolean(true)))
-                        })
-                    });
-                    if !rebirth {
+                    if !asks_rebirth(&message.payload) {
                         continue;
                     }
-                    tracing::info!(node = %node.id, "rebirth requested");
+                    tracing::info!(node = %node.node, "rebirth requested");
                     let Ok(world) = world.lock() else { return };
-                    node.births(&world)
+                    births(&mut node, current(&world))
                 }
                 Ok(_) => continue,
                 Err(error) => {
                     connected = false;
-                    tracing::warn!(node = %node.id, %error, "simulated Sparkplug node: broker connection; retrying");
+                    tracing::warn!(node = %node.node, %error, "simulated Sparkplug node: broker connection; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -281,4 +170,12 @@ pub async fn sparkplug(world: Shared, site: String, indices: Vec<usize>, broker:
             }
         }
     }
+}
+
+/// Births carrying the machines' current values.
+fn births(node: &mut EdgeNode, current: Vec<(SeriesKey, Sample)>) -> Vec<(String, Vec<u8>)> {
+    for (key, sample) in current {
+        node.remember(&key, sample);
+    }
+    node.births()
 }
