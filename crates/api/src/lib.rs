@@ -8,6 +8,7 @@
 
 mod admin;
 pub mod auth;
+mod columns;
 mod error;
 mod idempotency;
 mod openapi;

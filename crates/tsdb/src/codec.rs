@@ -85,18 +85,24 @@ fn encode_quality(samples: &[Sample], out: &mut Vec<u8>) {
     }
 }
 
-fn decode_quality(reader: &mut Reader<'_>, n: usize) -> Result<Vec<Quality>> {
-    // `n` comes from disk: never trust it for an allocation.
-    let mut out = Vec::with_capacity(n.min(1 << 20));
-    while out.len() < n {
+/// Quality runs `(quality, length)` covering exactly `n` samples.
+fn decode_quality_runs(reader: &mut Reader<'_>, n: usize) -> Result<Vec<(Quality, usize)>> {
+    let mut runs = Vec::with_capacity(1);
+    let mut covered = 0;
+    while covered < n {
         let q = u32::try_from(reader.varint()?).map_err(|_| corrupt("quality out of range"))?;
         let run = reader.varint()? as usize;
-        if run == 0 || run > n - out.len() {
+        if run == 0 || run > n - covered {
             return Err(corrupt("quality run length"));
         }
-        out.extend(std::iter::repeat_n(Quality(q), run));
+        runs.push((Quality(q), run));
+        covered += run;
     }
-    Ok(out)
+    Ok(runs)
+}
+
+fn decode_quality(reader: &mut Reader<'_>, n: usize) -> Result<Vec<Quality>> {
+    Ok(decode_quality_runs(reader, n)?.into_iter().flat_map(|(q, run)| std::iter::repeat_n(q, run)).collect())
 }
 
 /// The most samples one chunk may hold (heads are sealed long before).
@@ -253,24 +259,32 @@ fn decode_timestamps(reader: &mut Reader<'_>, n: usize) -> Result<Vec<i64>> {
     }
 }
 
-fn decode_values(reader: &mut Reader<'_>, n: usize) -> Result<Vec<f64>> {
+/// A chunk's value column as stored.
+enum ValueColumn {
+    Floats(Vec<f64>),
+    /// `m / 10^k`.
+    Decimal(Vec<i64>, f64),
+    /// `m * 10^-k`.
+    Scaled(Vec<i64>, f64),
+    Constant(f64),
+}
+
+fn decode_value_column(reader: &mut Reader<'_>, n: usize) -> Result<ValueColumn> {
     match byte(reader)? {
-        0 => take_pco(reader, n),
+        0 => Ok(ValueColumn::Floats(take_pco(reader, n)?)),
         form @ (1 | 2) => {
             let k = byte(reader)? as usize;
             if k >= POW10.len() {
                 return Err(corrupt("decimal exponent out of range"));
             }
             let ints: Vec<i64> = take_pco(reader, n)?;
-            Ok(if form == 1 {
-                ints.into_iter().map(|m| m as f64 / POW10[k]).collect()
-            } else {
-                ints.into_iter().map(|m| m as f64 * NEG_POW10[k]).collect()
-            })
+            Ok(if form == 1 { ValueColumn::Decimal(ints, POW10[k]) } else { ValueColumn::Scaled(ints, NEG_POW10[k]) })
         }
         3 => {
             let b = reader.take(8)?;
-            Ok(vec![f64::from_bits(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])); n])
+            Ok(ValueColumn::Constant(f64::from_bits(u64::from_le_bytes([
+                b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+            ]))))
         }
         _ => Err(corrupt("unknown value encoding")),
     }
@@ -344,6 +358,15 @@ pub fn decode_rollups(bytes: &[u8]) -> Result<Vec<Bucket>> {
 }
 
 pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Sample>> {
+    let mut out = Vec::new();
+    decode_chunk_range(bytes, i64::MIN, i64::MAX, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the samples of a chunk with `from <= ts < to` to `out`, in chunk order.
+/// Only those samples are built: the time stamps (sorted in every chunk the engine
+/// writes) locate them, and values and qualities are converted for that span alone.
+pub(crate) fn decode_chunk_range(bytes: &[u8], from: i64, to: i64, out: &mut Vec<Sample>) -> Result<()> {
     let mut reader = Reader::new(bytes);
     if byte(&mut reader)? != CHUNK_VERSION {
         return Err(corrupt("unknown chunk version"));
@@ -355,12 +378,50 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Sample>> {
         return Err(corrupt("sample count larger than any chunk the engine writes"));
     }
     let ts = decode_timestamps(&mut reader, n)?;
-    let values = decode_values(&mut reader, n)?;
-    let qualities = decode_quality(&mut reader, n)?;
+    let values = decode_value_column(&mut reader, n)?;
+    let runs = decode_quality_runs(&mut reader, n)?;
     if !reader.is_done() {
         return Err(corrupt("trailing bytes in chunk"));
     }
-    Ok(ts.into_iter().zip(values).zip(qualities).map(|((ts, value), quality)| Sample { ts, value, quality }).collect())
+    let sorted = ts.windows(2).all(|w| w[0] < w[1]);
+    let (lo, hi) = if sorted {
+        let lo = ts.partition_point(|t| *t < from);
+        (lo, ts.partition_point(|t| *t < to).max(lo))
+    } else {
+        (0, n) // not written by this engine; filtered below
+    };
+    let start = out.len();
+    out.reserve(hi - lo);
+    fn push(out: &mut Vec<Sample>, ts: &[i64], value: impl Fn(usize) -> f64) {
+        out.extend(ts.iter().enumerate().map(|(i, ts)| Sample { ts: *ts, value: value(i), quality: Quality::GOOD }));
+    }
+    let span = &ts[lo..hi];
+    match &values {
+        ValueColumn::Floats(v) => push(out, span, |i| v[lo + i]),
+        ValueColumn::Decimal(m, scale) => push(out, span, |i| m[lo + i] as f64 / scale),
+        ValueColumn::Scaled(m, scale) => push(out, span, |i| m[lo + i] as f64 * scale),
+        ValueColumn::Constant(v) => push(out, span, |_| *v),
+    }
+    let mut at = 0;
+    for (quality, run) in runs {
+        if quality != Quality::GOOD {
+            for i in at.max(lo)..(at + run).min(hi) {
+                out[start + i - lo].quality = quality;
+            }
+        }
+        at += run;
+    }
+    if !sorted {
+        let mut kept = start;
+        for i in start..out.len() {
+            if out[i].ts >= from && out[i].ts < to {
+                out[kept] = out[i];
+                kept += 1;
+            }
+        }
+        out.truncate(kept);
+    }
+    Ok(())
 }
 
 /// Compresses sorted samples into an in-memory head block, cheaply enough for the ingest
@@ -594,6 +655,35 @@ mod tests {
         assert!(original.iter().zip(&decoded).all(|(a, b)| a.same_as(b)));
         assert_eq!(decoded.len(), original.len());
         assert!(bytes.len() < original.len() * 8, "{} bytes for {} samples", bytes.len(), original.len());
+    }
+
+    #[test]
+    fn a_range_of_a_chunk_is_exactly_its_samples_in_that_range() {
+        let mut original = samples();
+        for (i, s) in original.iter_mut().enumerate().skip(2990).take(20) {
+            s.quality = Quality(0x8031_0000 + i as u32 % 2); // runs that start and end inside
+        }
+        let mut irregular = original.clone();
+        for (i, s) in irregular.iter_mut().enumerate() {
+            s.ts += (i as i64 % 7) * 13; // pco-coded stamps, still increasing
+        }
+        let constant: Vec<Sample> = original.iter().map(|s| Sample { value: 4.5, ..*s }).collect();
+        let floats: Vec<Sample> = original.iter().map(|s| Sample { value: s.value.sqrt(), ..*s }).collect();
+        for chunk in [original, irregular, constant, floats] {
+            let bytes = encode_chunk(&chunk).expect("encode");
+            let (first, last) = (chunk[0].ts, chunk[chunk.len() - 1].ts);
+            let edges =
+                [i64::MIN, first - 1, first, first + 1, chunk[2995].ts, chunk[2995].ts + 1, last, last + 1, i64::MAX];
+            for from in edges {
+                for to in edges {
+                    let mut out = vec![Sample::good(1, 1.0)]; // appended after what is there
+                    decode_chunk_range(&bytes, from, to, &mut out).expect("decode");
+                    let expected: Vec<&Sample> = chunk.iter().filter(|s| s.ts >= from && s.ts < to).collect();
+                    assert_eq!(out.len(), expected.len() + 1, "[{from}, {to})");
+                    assert!(out[1..].iter().zip(expected).all(|(a, b)| a.same_as(b)), "[{from}, {to})");
+                }
+            }
+        }
     }
 
     #[test]

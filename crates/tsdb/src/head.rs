@@ -150,18 +150,22 @@ impl SeriesHead {
         self.freeze();
     }
 
-    fn range(&self, from: i64, to: i64) -> Vec<Sample> {
-        let mut out = Vec::new();
+    /// Appends the samples in `[from, to)` to `out`, oldest first.
+    fn range_into(&self, from: i64, to: i64, out: &mut Vec<Sample>) {
         for block in self.frozen.iter().filter(|b| b.last >= from && b.first < to) {
             let at = out.len();
-            decode(block, &mut out);
-            let kept: Vec<Sample> = out.drain(at..).filter(|s| s.ts >= from && s.ts < to).collect();
-            out.extend(kept);
+            decode(block, out);
+            if block.first < from || block.last >= to {
+                // An edge block: cut what lies outside (a block is sorted).
+                let cut = at + out[at..].partition_point(|s| s.ts < from);
+                out.drain(at..cut);
+                let end = at + out[at..].partition_point(|s| s.ts < to);
+                out.truncate(end);
+            }
         }
         let start = self.tail.partition_point(|s| s.ts < from);
         let end = self.tail.partition_point(|s| s.ts < to);
         out.extend_from_slice(&self.tail[start..end.max(start)]);
-        out
     }
 
     fn memory_bytes(&self) -> usize {
@@ -193,9 +197,21 @@ impl Head {
     }
 
     /// Samples of one series with `from <= ts < to`.
-    pub fn range(&self, id: SeriesId, from: i64, to: i64) -> Vec<Sample> {
-        let Ok(shard) = self.shard(id).lock() else { return Vec::new() };
-        shard.get(&id).map(|h| h.range(from, to)).unwrap_or_default()
+    #[cfg(test)]
+    fn range(&self, id: SeriesId, from: i64, to: i64) -> Vec<Sample> {
+        let mut out = Vec::new();
+        self.range_into(id, from, to, &mut out);
+        out
+    }
+
+    /// Appends a series' head samples in `[from, to)` to `out`, oldest first.
+    pub fn range_into(&self, id: SeriesId, from: i64, to: i64, out: &mut Vec<Sample>) {
+        let Ok(shard) = self.shard(id).lock() else { return };
+        if let Some(head) = shard.get(&id) {
+            // At most the whole head: reserved once rather than grown block by block.
+            out.reserve(head.len());
+            head.range_into(from, to, out);
+        }
     }
 
     /// The oldest timestamp in a series' head.

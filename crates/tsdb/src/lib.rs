@@ -559,7 +559,7 @@ impl Tsdb {
 
     fn range_by_id(&self, id: SeriesId, from: Millis, to: Millis) -> Result<Vec<Sample>> {
         let mut all = self.inner.tiers.raw_range(id, from, to)?;
-        all.extend(self.inner.head.range(id, from, to));
+        self.inner.head.range_into(id, from, to, &mut all);
         Ok(query::merge_latest_wins(all))
     }
 

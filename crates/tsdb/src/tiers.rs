@@ -5,7 +5,7 @@
 //! older records for those hours, so late and replaced samples are reflected exactly.
 
 use crate::chunks::{ChunkMeta, ChunkStore, Record};
-use crate::codec::{decode_chunk, decode_rollups, encode_chunk, encode_rollups, exact_sum};
+use crate::codec::{decode_chunk_range, decode_rollups, encode_chunk, encode_rollups, exact_sum};
 use crate::query::{Bucket, aggregate, merge_latest_wins};
 use crate::retention::Retention;
 use crate::sample::{Sample, SeriesId};
@@ -91,7 +91,7 @@ impl Tiers {
     pub fn raw_range(&self, id: SeriesId, from: i64, to: i64) -> Result<Vec<Sample>> {
         let mut all = Vec::new();
         for (store, meta) in self.raw_overlapping(id, from, to) {
-            all.extend(decode_chunk(&store.read(&meta)?)?.into_iter().filter(|s| s.ts >= from && s.ts < to));
+            decode_chunk_range(&store.read(&meta)?, from, to, &mut all)?;
         }
         Ok(merge_latest_wins(all))
     }

@@ -166,6 +166,64 @@ async fn every_rejection_reason_is_reported_and_good_samples_are_kept() {
 }
 
 #[tokio::test]
+async fn an_asset_window_holds_every_signal_exactly_as_the_range_endpoint_does() {
+    let h = Harness::new().await;
+    let t0 = now_ms() - 300_000;
+    let signals = ["bearing_vibration_rms", "bearing_temperature", "discharge_pressure", "flow", "motor_current"];
+    let counters = ["run_hours", "energy_kwh", "starts"];
+    // Sealed chunks for the first half, the head for the second, with values of every
+    // kind the writer formats differently (short decimals, floats from f32 registers,
+    // integers, a sample without a value).
+    for (half, range) in [(0, 0..120), (1, 120..240)] {
+        let mut series = Vec::new();
+        for (k, signal) in signals.iter().chain(&counters).enumerate() {
+            let ts: Vec<i64> = range.clone().map(|i| t0 + i * 1000 + k as i64).collect();
+            let values: Vec<Value> = range
+                .clone()
+                .map(|i| match (k + i as usize) % 4 {
+                    0 => json!(f64::from(i as u32 % 50) / 10.0),
+                    1 => json!(f64::from(0.1f32 + i as f32 / 20.0)),
+                    2 => json!(f64::from(i as u32 % 20)),
+                    _ => json!(0.005 * f64::from(k as u32)),
+                })
+                .collect();
+            let mut one = json!({"asset": PUMP, "signal": signal, "timestamps": ts, "values": values});
+            if k == 1 {
+                one["values"][7] = Value::Null;
+                one["qualities"] = json!((0..120).map(|i| if i == 7 { 0x8031_0000u32 } else { 0 }).collect::<Vec<_>>());
+            }
+            series.push(one);
+        }
+        let reply = post_json(&h, Role::Device, "/api/v1/telemetry", &json!({ "series": series })).await;
+        assert_eq!(reply.body["stored"].as_u64(), Some(8 * 120), "{}", reply.body);
+        if half == 0 {
+            h.tsdb.seal_all().expect("seal");
+        }
+    }
+    let (from, to) = (t0 + 30_000, t0 + 200_000);
+    let get = |uri: String| {
+        let h = &h;
+        async move { h.call(Method::GET, &uri, Some(h.token(Role::Technician)), None).await }
+    };
+    let window = get(format!("/api/v1/telemetry/asset?asset={PUMP}&from={from}&to={to}")).await;
+    assert_eq!(window.status, StatusCode::OK, "{}", window.body);
+    assert_eq!((window.body["from"].as_i64(), window.body["to"].as_i64()), (Some(from), Some(to)));
+    let names: Vec<&String> = window.body["signals"].as_object().expect("signals").keys().collect();
+    let mut expected: Vec<&str> = signals.iter().chain(&counters).copied().collect();
+    expected.sort_unstable();
+    assert_eq!(names, expected, "every series of the asset, by name");
+    for signal in expected {
+        let range = get(format!("/api/v1/telemetry/range?asset={PUMP}&signal={signal}&from={from}&to={to}")).await;
+        assert_eq!(window.body["signals"][signal], range.body["samples"], "{signal}");
+        assert_eq!(range.body["samples"]["timestamps"].as_array().map(Vec::len), Some(170), "{signal}");
+    }
+    assert_eq!(window.body["signals"]["bearing_temperature"]["values"][7 - 30 + 120], Value::Null, "{}", window.body);
+    // An asset with nothing written yet has an empty window.
+    let empty = get(format!("/api/v1/telemetry/asset?asset={OTHER_SITE_PUMP}")).await;
+    assert_eq!((empty.status, &empty.body["signals"]), (StatusCode::OK, &json!({})), "{}", empty.body);
+}
+
+#[tokio::test]
 async fn bad_quality_samples_record_a_status_without_a_value() {
     let h = Harness::new().await;
     let t0 = now_ms() - 5_000;
