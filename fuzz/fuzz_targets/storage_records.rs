@@ -1,8 +1,18 @@
 //! Bytes read back from disk (WAL records, chunks, rollups) must decode or fail, never panic;
-//! whatever decodes must re-encode to something that decodes to the same samples.
+//! whatever decodes must re-encode to something that decodes to the same samples, and a
+//! span of a chunk must decode to the chunk's samples in that span.
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(samples) = tsdb::decode_chunk(data) {
+        // Any span of a chunk decodes to exactly the chunk's samples in that span.
+        if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
+            let (from, to) = (first.ts / 2 + last.ts / 2, last.ts);
+            let mut span = Vec::new();
+            tsdb::decode_chunk_range(data, from, to, &mut span).expect("the whole chunk decodes, so a span does");
+            let expected: Vec<&tsdb::Sample> = samples.iter().filter(|s| s.ts >= from && s.ts < to).collect();
+            assert_eq!(span.len(), expected.len());
+            assert!(span.iter().zip(expected).all(|(a, b)| a.same_as(b)));
+        }
         if samples.windows(2).all(|w| w[0].ts < w[1].ts) {
             let again = tsdb::decode_chunk(&tsdb::encode_chunk(&samples).expect("re-encode")).expect("decode");
             assert!(again.iter().zip(&samples).all(|(a, b)| a.same_as(b)));

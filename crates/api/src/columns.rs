@@ -4,8 +4,9 @@
 //! A window of an asset is 72,000 samples; through serde_json, formatting them was most
 //! of the request's CPU (shortest-float formatting of every value, a small copy per
 //! number). Here numbers are written in place into a page on the stack that is appended
-//! to the output in 8 KiB copies; a time stamp reuses the digits of its high part from
-//! the previous one (1 Hz stamps share all but the last eight digits for a day); values
+//! to the output in 8 KiB copies; a time stamp continues from the previous one (its high
+//! digits copied, its last eight the previous ones plus the step, added digit-wise in
+//! one integer: 1 Hz stamps share all but the last eight digits for a day); values
 //! that are exact short decimals — what sensor readings are, and what the engine stores
 //! as integers — are printed from their integer digits instead of by a float algorithm.
 //! The text differs from serde_json's only in notation (`0.000001` where serde_json
@@ -48,16 +49,31 @@ fn put_pair(out: &mut [u8], i: usize, n: u64) -> u64 {
     n / 100
 }
 
-/// Writes `n < 10^8` as exactly eight digits (with leading zeros) at `out[at..at + 8]`,
-/// all eight computed at once in the lanes of one 64-bit integer.
-fn put_eight(out: &mut [u8], at: usize, n: u32) {
+/// The eight decimal digits of `n < 10^8` (with leading zeros), one per byte, most
+/// significant in the lowest byte: all computed at once in the lanes of one integer.
+fn eight_digits(n: u32) -> u64 {
     debug_assert!(n < 100_000_000);
-    let merged = u64::from(n / 10_000) | u64::from(n % 10_000) << 32;
+    let merged = u64::from(n / 10_000) | (u64::from(n % 10_000) << 32);
     let hundreds = ((merged * 10_486) >> 20) & 0x0000_007f_0000_007f;
-    let pairs = (merged - 100 * hundreds) << 16 | hundreds;
+    let pairs = ((merged - 100 * hundreds) << 16) | hundreds;
     let tens = ((pairs * 103) >> 10) & 0x000f_000f_000f_000f;
-    let digits = tens | (pairs - 10 * tens) << 8;
-    out[at..at + 8].copy_from_slice(&(digits | 0x3030_3030_3030_3030).to_le_bytes());
+    tens | ((pairs - 10 * tens) << 8)
+}
+
+const ASCII_ZEROS: u64 = 0x3030_3030_3030_3030;
+
+/// Writes `n < 10^8` as exactly eight digits (with leading zeros) at `out[at..at + 8]`.
+fn put_eight(out: &mut [u8], at: usize, n: u32) {
+    out[at..at + 8].copy_from_slice(&(eight_digits(n) | ASCII_ZEROS).to_le_bytes());
+}
+
+/// Adds two numbers held as eight decimal digits, one per byte, least significant in
+/// the lowest byte; the sum must stay below 10^8. Each byte gets 246 added so that a
+/// digit sum of ten or more carries into the next byte by itself; bytes that did not
+/// carry (their top bit is set) take the 246 back.
+fn add_digits(a: u64, b: u64) -> u64 {
+    let t = a.wrapping_add(b).wrapping_add(0xf6f6_f6f6_f6f6_f6f6);
+    t - ((t & 0x8080_8080_8080_8080) >> 7) * 0xf6
 }
 
 /// Writes the digits of `n` at `out[at..]`; returns where they end.
@@ -141,6 +157,14 @@ struct Stamps {
     /// it has a constant size.
     high_text: [u8; 16],
     high_len: usize,
+    /// The previous stamp, its low eight digits as a number and as digits (least
+    /// significant byte first; see `add_digits`); `previous == 0`: none yet.
+    previous: u64,
+    low: u64,
+    low_digits: u64,
+    /// The last difference between stamps, and its digits.
+    step: u64,
+    step_digits: u64,
 }
 
 impl Stamps {
@@ -148,22 +172,53 @@ impl Stamps {
 
     fn put(&mut self, out: &mut [u8], at: usize, ts: i64) -> usize {
         let Ok(n) = u64::try_from(ts) else {
+            self.previous = 0;
             let at = put(out, at, b"-");
             return put_digits(out, at, ts.unsigned_abs());
         };
         if n < Self::LOW {
+            self.previous = 0;
             return put_digits(out, at, n);
         }
-        let (high, low) = (n / Self::LOW, n % Self::LOW);
-        if high != self.high || self.high_len == 0 {
-            self.high = high;
-            self.high_len = put_digits(&mut self.high_text, 0, high);
+        let step = n.wrapping_sub(self.previous);
+        if self.previous != 0 && step < Self::LOW && self.low + step < Self::LOW {
+            // The usual case, a later stamp with the same high digits: its low digits are
+            // the previous ones plus the step, added digit-wise (no division).
+            if step != self.step {
+                self.step = step;
+                self.step_digits = eight_digits(step as u32).swap_bytes();
+            }
+            self.low += step;
+            self.low_digits = add_digits(self.low_digits, self.step_digits);
+        } else {
+            let high = n / Self::LOW;
+            if high != self.high || self.high_len == 0 {
+                self.high = high;
+                self.high_len = put_digits(&mut self.high_text, 0, high);
+            }
+            self.low = n % Self::LOW;
+            self.low_digits = eight_digits(self.low as u32).swap_bytes();
         }
+        self.previous = n;
         // A constant-size copy (no call); what lies past the digits is overwritten next.
         out[at..at + 16].copy_from_slice(&self.high_text);
         let at = at + self.high_len;
-        put_eight(out, at, low as u32);
+        out[at..at + 8].copy_from_slice(&(self.low_digits | ASCII_ZEROS).to_be_bytes());
         at + 8
+    }
+}
+
+/// `(m / 10^k, m % 10^k)` for `1 <= k <= 6`, with a constant divisor per scale (the
+/// compiler turns each into a multiplication; a division by a variable is a slow
+/// instruction).
+fn split_decimal(m: u64, k: usize) -> (u64, u64) {
+    match k {
+        1 => (m / 10, m % 10),
+        2 => (m / 100, m % 100),
+        3 => (m / 1_000, m % 1_000),
+        4 => (m / 10_000, m % 10_000),
+        5 => (m / 100_000, m % 100_000),
+        _ => (m / 1_000_000, m % 1_000_000),
     }
 }
 
@@ -217,9 +272,10 @@ impl Values {
         }
         // 1234 with k = 2: "12", ".", then "34000000" of which the first two count (the
         // rest lies past the end, to be overwritten or cut off).
-        let whole = put_digits(out, at, m / POW10_U64[k]);
-        let point = put(out, whole, b".");
-        put_eight(out, point, ((m % POW10_U64[k]) * POW10_U64[8 - k]) as u32);
+        let (whole, fraction) = split_decimal(m, k);
+        let end = put_digits(out, at, whole);
+        let point = put(out, end, b".");
+        put_eight(out, point, (fraction * POW10_U64[8 - k]) as u32);
         point + k
     }
 }
@@ -393,6 +449,31 @@ mod tests {
             let mut out = [0u8; 8];
             put_eight(&mut out, 0, n);
             assert_eq!(std::str::from_utf8(&out), Ok(format!("{n:08}").as_str()));
+        }
+    }
+
+    #[test]
+    fn time_stamps_in_any_steps_and_across_digit_boundaries() {
+        let mut rng = Rng(11);
+        let mut ts = 99_999_990_i64; // just below eight digits
+        let mut stamps = Vec::new();
+        for i in 0..20_000 {
+            stamps.push(ts);
+            ts += match i % 5 {
+                0 => 1000,
+                1 => 1,
+                2 => (rng.next() % 100_000_000) as i64, // up to a whole low part
+                3 => 99_999_999,
+                _ => 1000,
+            };
+        }
+        stamps.extend([1_767_225_599_999, 1_767_225_600_000, 1_799_999_999_999, 1_800_000_000_000, 5, 100_000_000]);
+        stamps.extend([1_767_225_600_000, 1_767_225_599_000]); // back in time
+        let samples: Vec<Sample> = stamps.iter().map(|t| Sample::good(*t, 1.0)).collect();
+        round_trip(&samples);
+        for (a, b) in [(0, 0), (99_999_998, 1), (12_345_678, 87_654_321), (9_999, 90_000_001), (19, 81)] {
+            let sum = add_digits(eight_digits(a).swap_bytes(), eight_digits(b).swap_bytes());
+            assert_eq!(sum, eight_digits(a + b).swap_bytes(), "{a} + {b}");
         }
     }
 

@@ -68,13 +68,45 @@ pub fn victoria_metrics(dir: &Path) -> anyhow::Result<Server> {
 }
 
 /// Makes VictoriaMetrics write and merge everything it buffered, then lets merges settle.
+/// Its merges run in the background for minutes after a large import; they would take
+/// CPU from whatever is measured next, so this waits until the process is idle.
 pub fn victoria_metrics_settle(server: &Server) -> anyhow::Result<()> {
     let mut client = crate::http::Client::connect(&server.address)?;
     client.request("GET", "/internal/force_flush", &[], b"")?;
     client.request("GET", "/internal/force_merge", &[], b"")?;
     std::thread::sleep(Duration::from_secs(5));
     client.request("GET", "/internal/force_flush", &[], b"")?;
-    Ok(())
+    server.wait_idle(Duration::from_secs(900))
+}
+
+impl Server {
+    /// CPU time the process has used, in clock ticks (utime + stime of /proc/<pid>/stat).
+    fn cpu_ticks(&self) -> anyhow::Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).context("reading /proc/<pid>/stat");
+        Ok(field(11)? + field(12)?)
+    }
+
+    /// Waits until the process uses less than 5% of a core over two seconds (at most
+    /// `limit`; a peer still busy then is measured busy, and says so in the log).
+    pub fn wait_idle(&self, limit: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut before = self.cpu_ticks()?;
+        while started.elapsed() < limit {
+            std::thread::sleep(Duration::from_secs(2));
+            let now = self.cpu_ticks()?;
+            // Clock ticks are 1/100 s on Linux: 10 ticks in 2 s is 5% of a core.
+            if now - before < 10 {
+                tracing::info!(seconds = started.elapsed().as_secs(), "peer idle");
+                return Ok(());
+            }
+            before = now;
+        }
+        tracing::warn!(seconds = limit.as_secs(), "peer still busy; measuring anyway");
+        Ok(())
+    }
 }
 
 /// VictoriaMetrics' JSON line import: one line per series with its columns.

@@ -366,7 +366,7 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Sample>> {
 /// Appends the samples of a chunk with `from <= ts < to` to `out`, in chunk order.
 /// Only those samples are built: the time stamps (sorted in every chunk the engine
 /// writes) locate them, and values and qualities are converted for that span alone.
-pub(crate) fn decode_chunk_range(bytes: &[u8], from: i64, to: i64, out: &mut Vec<Sample>) -> Result<()> {
+pub fn decode_chunk_range(bytes: &[u8], from: i64, to: i64, out: &mut Vec<Sample>) -> Result<()> {
     let mut reader = Reader::new(bytes);
     if byte(&mut reader)? != CHUNK_VERSION {
         return Err(corrupt("unknown chunk version"));
@@ -392,15 +392,17 @@ pub(crate) fn decode_chunk_range(bytes: &[u8], from: i64, to: i64, out: &mut Vec
     };
     let start = out.len();
     out.reserve(hi - lo);
-    fn push(out: &mut Vec<Sample>, ts: &[i64], value: impl Fn(usize) -> f64) {
-        out.extend(ts.iter().enumerate().map(|(i, ts)| Sample { ts: *ts, value: value(i), quality: Quality::GOOD }));
+    fn push<T: Copy>(out: &mut Vec<Sample>, ts: &[i64], raw: &[T], value: impl Fn(T) -> f64) {
+        out.extend(ts.iter().zip(raw).map(|(ts, v)| Sample { ts: *ts, value: value(*v), quality: Quality::GOOD }));
     }
     let span = &ts[lo..hi];
     match &values {
-        ValueColumn::Floats(v) => push(out, span, |i| v[lo + i]),
-        ValueColumn::Decimal(m, scale) => push(out, span, |i| m[lo + i] as f64 / scale),
-        ValueColumn::Scaled(m, scale) => push(out, span, |i| m[lo + i] as f64 * scale),
-        ValueColumn::Constant(v) => push(out, span, |_| *v),
+        ValueColumn::Floats(v) => push(out, span, &v[lo..hi], |v| v),
+        ValueColumn::Decimal(m, scale) => push(out, span, &m[lo..hi], |m| m as f64 / scale),
+        ValueColumn::Scaled(m, scale) => push(out, span, &m[lo..hi], |m| m as f64 * scale),
+        ValueColumn::Constant(v) => {
+            out.extend(span.iter().map(|ts| Sample { ts: *ts, value: *v, quality: Quality::GOOD }))
+        }
     }
     let mut at = 0;
     for (quality, run) in runs {

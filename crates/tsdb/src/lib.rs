@@ -24,7 +24,8 @@ mod tiers;
 mod wal;
 
 pub use codec::{
-    WalRecord, decode_chunk, decode_rollups, decode_wal_record, encode_chunk, encode_rollups, encode_wal_record,
+    WalRecord, decode_chunk, decode_chunk_range, decode_rollups, decode_wal_record, encode_chunk, encode_rollups,
+    encode_wal_record,
 };
 pub use head::Inserted;
 pub use ingest::{Catalog, Reason, Rejected, SeriesSpec};
@@ -558,7 +559,9 @@ impl Tsdb {
     }
 
     fn range_by_id(&self, id: SeriesId, from: Millis, to: Millis) -> Result<Vec<Sample>> {
-        let mut all = self.inner.tiers.raw_range(id, from, to)?;
+        // Chunks in write order, then the head: one merge keeps the latest write per stamp.
+        let mut all = Vec::new();
+        self.inner.tiers.raw_range_unmerged(id, from, to, &mut all)?;
         self.inner.head.range_into(id, from, to, &mut all);
         Ok(query::merge_latest_wins(all))
     }

@@ -90,10 +90,17 @@ impl Tiers {
     /// Sealed samples of a series in `[from, to)`, oldest first; later writes win.
     pub fn raw_range(&self, id: SeriesId, from: i64, to: i64) -> Result<Vec<Sample>> {
         let mut all = Vec::new();
-        for (store, meta) in self.raw_overlapping(id, from, to) {
-            decode_chunk_range(&store.read(&meta)?, from, to, &mut all)?;
-        }
+        self.raw_range_unmerged(id, from, to, &mut all)?;
         Ok(merge_latest_wins(all))
+    }
+
+    /// Appends the samples in `[from, to)` of every overlapping chunk, chunk by chunk in
+    /// write order, not yet merged (`merge_latest_wins` of the result is `raw_range`).
+    pub fn raw_range_unmerged(&self, id: SeriesId, from: i64, to: i64, out: &mut Vec<Sample>) -> Result<()> {
+        for (store, meta) in self.raw_overlapping(id, from, to) {
+            decode_chunk_range(&store.read(&meta)?, from, to, out)?;
+        }
+        Ok(())
     }
 
     /// The newest sealed sample of a series.
