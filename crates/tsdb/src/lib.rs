@@ -619,12 +619,14 @@ impl Tsdb {
         Ok(Aggregated { buckets: merge_buckets(&parts, width), resolution: Some(resolution) })
     }
 
-    /// Every series of an asset that has ever been written.
+    /// Every series of an asset that has ever been written, in signal order.
     pub fn series_of_asset(&self, asset: &str) -> Vec<SeriesKey> {
         self.inner.series.of_asset(asset).into_iter().map(|(k, _)| k).collect()
     }
 
-    /// Every sample of every series of an asset in `[from, to)`.
+    /// Every sample of every series of an asset in `[from, to)`, in signal order (the
+    /// in-process "last hour of an asset"; the HTTP endpoint reads the same series in
+    /// parallel parts).
     pub fn asset_range(&self, asset: &str, from: Millis, to: Millis) -> Result<Vec<(SeriesKey, Vec<Sample>)>> {
         self.inner
             .series

@@ -77,6 +77,10 @@ fn unsealed_head_is_recovered_from_the_wal() {
     let db = Tsdb::open(dir.path(), TsdbOptions::default()).expect("reopen");
     assert_eq!(db.range(&key("temp"), 0, i64::MAX).expect("range"), samples);
     assert_eq!(db.series_of_asset("acme/plant-1/line-1/p-1"), vec![key("temp"), key("vib")]);
+    assert_eq!(
+        db.asset_range("acme/plant-1/line-1/p-1", 0, samples[20].ts).expect("asset range"),
+        vec![(key("temp"), samples[..20].to_vec()), (key("vib"), samples[..10].to_vec())]
+    );
     // The batch id survived too: a retry after the crash writes nothing.
     let retry = write(&db, Some("b1"), vec![(key("temp"), ramp(999_000, 3, 1))]);
     assert!(retry.replayed_batch);
