@@ -9,7 +9,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             let (from, to) = (first.ts / 2 + last.ts / 2, last.ts);
             let mut span = Vec::new();
             tsdb::decode_chunk_range(data, from, to, &mut span).expect("the whole chunk decodes, so a span does");
-            let expected: Vec<&tsdb::Sample> = samples.iter().filter(|s| s.ts >= from && s.ts < to).collect();
+            let expected: Vec<&model::sample::Sample> = samples.iter().filter(|s| s.ts >= from && s.ts < to).collect();
             assert_eq!(span.len(), expected.len());
             assert!(span.iter().zip(expected).all(|(a, b)| a.same_as(b)));
         }
@@ -24,7 +24,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         assert!(again.iter().zip(&buckets).all(|(a, b)| a.start == b.start && a.count == b.count));
     }
     if let Ok(record) = tsdb::decode_wal_record(data) {
-        let columns: Vec<(tsdb::SeriesId, &[tsdb::Sample])> =
+        let columns: Vec<(tsdb::SeriesId, &[model::sample::Sample])> =
             record.series.iter().map(|(id, s)| (*id, s.as_slice())).collect();
         let again =
             tsdb::decode_wal_record(&tsdb::encode_wal_record(record.batch_id.as_deref(), &columns)).expect("decode");

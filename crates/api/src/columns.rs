@@ -12,7 +12,7 @@
 //! The text differs from serde_json's only in notation (`0.000001` where serde_json
 //! writes `1e-6`): every number parses back to the same `f64`, bit for bit.
 
-use tsdb::Sample;
+use model::sample::Sample;
 
 /// Powers of ten up to the most fractional digits the decimal fast path prints.
 const POW10: [f64; 7] = [1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
@@ -337,7 +337,7 @@ pub(crate) fn write_named_columns<'a>(out: &mut Vec<u8>, named: impl IntoIterato
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tsdb::Quality;
+    use model::sample::Quality;
 
     /// A reproducible stream of 64-bit numbers (SplitMix64).
     struct Rng(u64);

@@ -17,12 +17,13 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use model::sample::{Millis, Quality, Sample, SeriesKey};
 use model::{Action, Kind, Principal};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tsdb::{Catalog, Millis, Precision, Quality, Rejected, Sample, SeriesKey, Tsdb, WriteRequest};
+use tsdb::{Catalog, Precision, Rejected, Tsdb, WriteRequest};
 
 /// Default tolerance for timestamps ahead of the hub's clock.
 pub const DEFAULT_MAX_FUTURE_MS: Millis = 10 * 60 * 1000;

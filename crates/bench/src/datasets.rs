@@ -3,8 +3,8 @@
 //! `../shared/data` except the fleet, which is generated deterministically.
 
 use anyhow::{Context, bail};
+use model::sample::{Sample, SeriesKey};
 use std::path::Path;
-use tsdb::{Sample, SeriesKey};
 
 /// A named set of series.
 pub struct Dataset {

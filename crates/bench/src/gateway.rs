@@ -8,11 +8,11 @@ use crate::datasets::{asset_path, signal_name};
 use crate::hub::Hub;
 use crate::memory::{fleet_file, status_kib};
 use anyhow::Context;
+use model::sample::SeriesKey;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tsdb::SeriesKey;
 
 pub struct GatewayBench {
     pub devices: usize,

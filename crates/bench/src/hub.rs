@@ -4,11 +4,12 @@
 use crate::datasets::{SIGNALS_PER_ASSET, asset_path, signal_name};
 use crate::http::Client;
 use anyhow::Context;
+use model::sample::{Sample, SeriesKey};
 use model::{Entity, Kind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tsdb::{Catalog, Sample, SeriesKey, Tsdb, TsdbOptions, WriteRequest};
+use tsdb::{Catalog, Tsdb, TsdbOptions, WriteRequest};
 
 /// A running hub on a fresh data directory.
 pub struct Hub {

@@ -9,9 +9,9 @@ use crate::datasets::{asset_path, signal_name};
 use crate::http::Client;
 use crate::hub::Hub;
 use edge::spool::{Spool, SpoolOptions};
+use model::sample::{Sample, SeriesKey};
 use std::fmt::Write as _;
 use std::time::Instant;
-use tsdb::{Sample, SeriesKey};
 
 pub struct OutageBench {
     pub minutes: i64,

@@ -4,11 +4,11 @@
 
 use crate::hub::{join, post_all};
 use anyhow::{Context, bail};
+use model::sample::{Sample, SeriesKey};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tsdb::{Sample, SeriesKey};
 
 /// A peer server process, stopped when dropped.
 pub struct Server {

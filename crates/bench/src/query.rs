@@ -6,8 +6,8 @@ use crate::datasets::{asset_path, signal_name};
 use crate::http::Client;
 use crate::hub::Hub;
 use crate::peers;
+use model::sample::{Sample, SeriesKey};
 use std::time::{Duration, Instant};
-use tsdb::{Sample, SeriesKey};
 
 /// Query benchmark parameters.
 #[derive(Debug, Clone)]

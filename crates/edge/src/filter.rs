@@ -7,9 +7,9 @@
 //! a sensor going bad is decision-relevant by definition. A heartbeat bounds how long a
 //! filter may stay silent.
 
+use model::sample::Sample;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use tsdb::Sample;
 
 /// A threshold in engineering units, or in percent of the signal's span (from the asset
 /// model's physical or expected range). Written `0.5` or `"2%"` in the edge file.
@@ -374,7 +374,7 @@ pub fn evaluate(spec: &FilterSpec, span: Option<f64>, samples: &[Sample]) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tsdb::Quality;
+    use model::sample::Quality;
 
     /// A random walk with steps and plateaus, at 1 Hz.
     fn walk(seed: u64, n: usize) -> Vec<Sample> {

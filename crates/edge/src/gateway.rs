@@ -9,13 +9,13 @@ use crate::filter::Filter;
 use crate::modbus::Device;
 use crate::modbus::Table;
 use crate::spool::{Entry, Spool, SpoolOptions};
+use model::sample::{Sample, SeriesKey};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tsdb::{Sample, SeriesKey};
 
 fn now_ms() -> i64 {
     model::Timestamp::now().0
@@ -853,7 +853,7 @@ mod tests {
     }
 
     fn batch(ts: i64) -> Vec<(SeriesKey, Vec<Sample>)> {
-        vec![(SeriesKey::new("a", "s"), vec![Sample { ts, value: 1.0, quality: tsdb::Quality::GOOD }])]
+        vec![(SeriesKey::new("a", "s"), vec![Sample { ts, value: 1.0, quality: model::sample::Quality::GOOD }])]
     }
 
     #[tokio::test]

@@ -3,12 +3,12 @@
 //! protocol's limits), decoding, and a device poller that turns exceptions, timeouts and
 //! lost connections into bad-quality samples and counters — never a crash.
 
+use model::sample::{Quality, Sample, SeriesKey, Severity};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::{ExceptionCode, Slave};
-use tsdb::{Quality, Sample, SeriesKey, Severity};
 
 /// Which Modbus table a tag lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -10,12 +10,12 @@
 use crate::config::{MqttBroker, broker_address};
 use crate::gateway::Pipeline;
 use crate::sparkplug::{self, Host};
+use model::sample::{Quality, Sample, SeriesKey, Severity};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tsdb::{Quality, Sample, SeriesKey, Severity};
 
 /// OPC UA sub-codes used for MQTT failures.
 mod status {

@@ -7,6 +7,7 @@
 
 use crate::config::{NodeTag, OpcUaServer, SecurityMode, browse_path};
 use crate::gateway::Pipeline;
+use model::sample::{Quality, Sample, SeriesKey, Severity};
 use opcua::client::{ClientBuilder, DataChangeCallback, IdentityToken, Session, SessionPollResult};
 use opcua::crypto::SecurityPolicy;
 use opcua::types::{
@@ -19,7 +20,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tsdb::{Quality, Sample, SeriesKey, Severity};
 
 /// Bad_NotConnected (top 16 bits).
 const NOT_CONNECTED: u16 = 0x008A;

@@ -11,13 +11,13 @@
 //! (default) deletes the oldest segment, `drop_newest` refuses the new batch. Either way
 //! every dropped sample is counted.
 
+use model::sample::{Quality, Sample, SeriesKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use tsdb::{Quality, Sample, SeriesKey};
 
 /// What to do when the queue is full.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

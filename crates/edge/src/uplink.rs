@@ -23,6 +23,7 @@ use crate::config::{EdgeFile, SparkplugUplink};
 use crate::health::Health;
 use crate::sparkplug::{Metric, NAMESPACE, Payload, REBIRTH, Value, datatype};
 use crate::spool::{Entry, Spool};
+use model::sample::{Sample, SeriesKey};
 use prost::Message;
 use rumqttc::{AsyncClient, Event, LastWill, Outgoing, Packet, QoS};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -30,7 +31,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tsdb::{Sample, SeriesKey};
 
 /// Spool entries published and not yet acknowledged by the broker, at most.
 const IN_FLIGHT: usize = 8;
@@ -476,7 +476,7 @@ mod tests {
                 (key("acme/p/l/m-1", "temp"), vec![Sample::good(now - 2000, 20.5), Sample::good(now - 1000, 21.0)]),
                 (
                     key("acme/p/l/m-2", "temp"),
-                    vec![Sample { ts: now - 1000, value: f64::NAN, quality: tsdb::Quality::BAD }],
+                    vec![Sample { ts: now - 1000, value: f64::NAN, quality: model::sample::Quality::BAD }],
                 ),
             ],
         };

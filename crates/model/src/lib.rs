@@ -2,8 +2,8 @@
 //!
 //! This crate does no I/O and knows nothing of HTTP, SQL or TOML. It defines ids and
 //! readable asset paths, the installed base (customers, sites, lines, assets, components),
-//! asset models, parts, warehouses, technicians, service contracts, money, dates, roles
-//! and the permission table. Everything here is plain data plus pure validation.
+//! asset models, parts, warehouses, technicians, service contracts, money, dates, roles,
+//! the permission table, and samples (what machines say). Everything here is plain data plus pure validation.
 
 pub mod access;
 pub mod asset_model;
@@ -14,6 +14,7 @@ pub mod id;
 pub mod installed_base;
 pub mod logistics;
 pub mod money;
+pub mod sample;
 
 pub use access::{Action, Principal, Role, Scope};
 pub use asset_model::{
@@ -26,6 +27,7 @@ pub use id::{IdError, check_path, check_slug, path_parent};
 pub use installed_base::{Asset, Component, Customer, Line, Site, User};
 pub use logistics::{Part, Technician, Warehouse};
 pub use money::{Currency, Money};
+pub use sample::{Millis, Quality, Sample, SeriesKey};
 
 /// Declares the OpenAPI schema of a type that travels as a string.
 #[macro_export]

@@ -13,9 +13,9 @@
 use crate::Shared;
 use edge::spool::Entry;
 use edge::uplink::{EdgeNode, asks_rebirth};
+use model::sample::{Sample, SeriesKey};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use std::time::Duration;
-use tsdb::{Sample, SeriesKey};
 
 pub const GROUP: &str = "treaty-sim";
 pub const JSON_PREFIX: &str = "treaty-sim";

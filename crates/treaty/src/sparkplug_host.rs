@@ -13,12 +13,13 @@
 use anyhow::Context;
 use api::telemetry::Telemetry;
 use edge::sparkplug::{self, Host};
+use model::sample::{Quality, Sample, SeriesKey, Severity};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use store::RecordStoreRef;
-use tsdb::{Quality, Sample, SeriesKey, Severity, WriteRequest};
+use tsdb::WriteRequest;
 
 /// Where the host listens and how it names itself.
 #[derive(Debug, Clone)]

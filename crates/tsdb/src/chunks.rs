@@ -11,8 +11,8 @@
 //! The record is exactly the row a PostgreSQL backend will store as
 //! `(series, seq, start, end, bytea)`.
 
+use crate::SeriesId;
 use crate::codec::{Reader, put_varint, unzigzag, zigzag};
-use crate::sample::SeriesId;
 use crate::wal::sync_dir;
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};

@@ -5,9 +5,10 @@
 //! Pcodec picks delta orders and modes per chunk: regular 1 Hz timestamps cost almost
 //! nothing and quantised sensor values compress to a few bits each.
 
+use crate::SeriesId;
 use crate::query::Bucket;
-use crate::sample::{Quality, Sample, SeriesId};
 use crate::{Error, Result};
+use model::sample::{Quality, Sample};
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {

@@ -7,8 +7,9 @@
 //! samples are merged without touching a block; a sample older than that thaws the
 //! blocks after it (rare), which are frozen again afterwards.
 
+use crate::SeriesId;
 use crate::codec::{decode_block, encode_block};
-use crate::sample::{Sample, SeriesId};
+use model::Sample;
 use std::collections::HashMap;
 use std::sync::Mutex;
 

@@ -4,7 +4,7 @@
 //! series at all, and what values are physically possible for it. `validate` splits a
 //! batch into the samples to store and the rejected ones, each with its reason.
 
-use crate::sample::{Millis, Sample, SeriesKey};
+use model::sample::{Millis, Sample, SeriesKey};
 use model::{AssetModel, Entity};
 use std::collections::HashMap;
 use std::sync::Arc;

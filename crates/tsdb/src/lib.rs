@@ -18,7 +18,6 @@ mod ingest;
 mod line_protocol;
 mod query;
 mod retention;
-mod sample;
 mod series;
 mod tiers;
 mod wal;
@@ -33,8 +32,12 @@ pub use line_protocol::{LineError, Precision, parse_line_protocol};
 pub use model::RetentionClass;
 pub use query::{Bucket, CounterDelta, aggregate, counter_delta};
 pub use retention::{Retention, RetentionPolicy};
-pub use sample::{Millis, Quality, Sample, SeriesId, SeriesKey, Severity};
 pub use tiers::{Resolution, merge_buckets};
+
+use model::sample::{Millis, Sample, SeriesKey};
+
+/// The dense, engine-internal number of a series (assigned on first write, never reused).
+pub type SeriesId = u32;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

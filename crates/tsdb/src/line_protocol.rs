@@ -7,7 +7,7 @@
 //! optional `quality` tag (`good`, `uncertain`, `bad`, or an OPC UA status code)
 //! applies to every field of the line. Other tags are ignored.
 
-use crate::sample::{Millis, Quality, Sample, SeriesKey, Severity};
+use model::sample::{Millis, Quality, Sample, SeriesKey, Severity};
 use std::borrow::Cow;
 use std::collections::HashMap;
 

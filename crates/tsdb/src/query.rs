@@ -1,7 +1,7 @@
 //! Pure computations over samples: merging sources, bucketed aggregation, and counter
 //! deltas with resets and rollovers (the basis of metering).
 
-use crate::sample::{Millis, Sample};
+use model::sample::{Millis, Sample};
 
 /// Sorts by time and keeps, for each timestamp, the last sample in input order (sources
 /// are passed oldest first, so the newest write wins).
@@ -106,7 +106,7 @@ pub fn counter_delta(samples: &[Sample], rollover: Option<f64>) -> CounterDelta 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::Quality;
+    use model::Quality;
 
     fn s(ts: i64, v: f64) -> Sample {
         Sample::good(ts, v)

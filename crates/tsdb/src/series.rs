@@ -2,8 +2,9 @@
 //! (`<id>\t<asset>\t<signal>` lines, appended and fsync'd before any sample of a new
 //! series is acknowledged).
 
-use crate::sample::{SeriesId, SeriesKey};
+use crate::SeriesId;
 use crate::{Error, Result};
+use model::SeriesKey;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;

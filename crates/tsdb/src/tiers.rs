@@ -4,13 +4,14 @@
 //! touches are recomputed from the raw chunks and written as one record that supersedes
 //! older records for those hours, so late and replaced samples are reflected exactly.
 
+use crate::SeriesId;
 use crate::chunks::{ChunkMeta, ChunkStore, Record};
 use crate::codec::{decode_chunk_range, decode_rollups, encode_chunk, encode_rollups, exact_sum};
 use crate::query::{Bucket, aggregate, merge_latest_wins};
 use crate::retention::Retention;
-use crate::sample::{Sample, SeriesId};
 use crate::{Error, Result};
 use model::RetentionClass;
+use model::Sample;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;

@@ -1,8 +1,8 @@
 //! Test helper for the SIGKILL test: pushes batches into a spool in `argv[1]` forever and
 //! prints each sequence number once `push` has returned (i.e. once it is durable).
 
+use model::sample::{Sample, SeriesKey};
 use std::io::Write;
-use tsdb::{Sample, SeriesKey};
 
 fn main() {
     let Some(dir) = std::env::args().nth(1) else {

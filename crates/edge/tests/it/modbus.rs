@@ -2,10 +2,10 @@
 //! data type and order, merged reads, an exception, the server going away and coming back.
 
 use edge::modbus::{DataType, Device, Order, Table, Tag};
+use model::sample::Severity;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use tsdb::Severity;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
@@ -156,7 +156,9 @@ async fn malformed_frames_wrong_ids_short_reads_and_silence_become_bad_samples()
     tokio::spawn(faulty_server(listener, fault.clone()));
     let tags = vec![tag("a", Table::Holding, 0, DataType::U16), tag("b", Table::Holding, 1, DataType::U16)];
     let mut device = Device::new(address, 1, Duration::from_millis(300), tags);
-    let values = |samples: &[(tsdb::SeriesKey, tsdb::Sample)]| samples.iter().map(|(_, s)| s.value).collect::<Vec<_>>();
+    let values = |samples: &[(model::sample::SeriesKey, model::sample::Sample)]| {
+        samples.iter().map(|(_, s)| s.value).collect::<Vec<_>>()
+    };
 
     let samples = device.poll(1).await;
     assert_eq!(values(&samples), [100.0, 101.0]);

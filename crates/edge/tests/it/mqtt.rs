@@ -6,13 +6,13 @@
 use edge::config::MqttBroker;
 use edge::gateway::Pipeline;
 use edge::mqtt::Source;
+use model::sample::{Sample, SeriesKey, Severity};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-use tsdb::{Sample, SeriesKey, Severity};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")

@@ -3,8 +3,9 @@
 //! the batch number given second, printing `ACK <n>` after each acknowledged write,
 //! until it is killed. Not part of Treaty's user-facing tools.
 
+use model::sample::{Sample, SeriesKey};
 use std::io::Write;
-use tsdb::{Sample, SeriesKey, Tsdb, TsdbOptions, WriteRequest};
+use tsdb::{Tsdb, TsdbOptions, WriteRequest};
 
 const SERIES: usize = 4;
 const PER_BATCH: i64 = 500;

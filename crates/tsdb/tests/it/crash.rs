@@ -4,10 +4,11 @@
 //! there, with the right values. Repeated many times per run; crashes also land inside
 //! chunk sealing and WAL checkpoints because the writer uses small limits.
 
+use model::sample::SeriesKey;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use tsdb::{SeriesKey, Tsdb, TsdbOptions};
+use tsdb::{Tsdb, TsdbOptions};
 
 const SERIES: usize = 4;
 const PER_BATCH: i64 = 500;

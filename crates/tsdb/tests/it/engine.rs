@@ -1,6 +1,7 @@
 //! Writes, reads, sealing, checkpoints, reopen, duplicates and batch ids.
 
-use tsdb::{Quality, Sample, SeriesKey, Tsdb, TsdbOptions, WriteRequest};
+use model::sample::{Quality, Sample, SeriesKey};
+use tsdb::{Tsdb, TsdbOptions, WriteRequest};
 
 fn key(signal: &str) -> SeriesKey {
     SeriesKey::new("acme/plant-1/line-1/p-1", signal)

@@ -1,7 +1,8 @@
 //! Rollups answer bucketed queries exactly as raw samples would, survive reopen, and
 //! outlive raw retention; retention deletes each class on its own schedule.
 
-use tsdb::{Bucket, Quality, Resolution, RetentionClass, Sample, SeriesKey, Tsdb, TsdbOptions, WriteRequest};
+use model::sample::{Quality, Sample, SeriesKey};
+use tsdb::{Bucket, Resolution, RetentionClass, Tsdb, TsdbOptions, WriteRequest};
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 3_600_000;

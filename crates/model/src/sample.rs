@@ -1,12 +1,11 @@
-//! Samples, their quality, and the key that names a series.
+//! Samples, their quality, and the key that names a series: what machines say, in the
+//! words every crate shares (the edge reads them, the engine stores them, the rules will
+//! evaluate them).
 
 use std::fmt;
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
-
-/// The dense, engine-internal number of a series (assigned on first write, never reused).
-pub type SeriesId = u32;
 
 /// A series: one signal or counter of one asset, e.g. `acme/plant-1/line-1/p-104` +
 /// `bearing_vibration_rms`.
