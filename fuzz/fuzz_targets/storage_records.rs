@@ -23,11 +23,14 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         assert_eq!(again.len(), buckets.len());
         assert!(again.iter().zip(&buckets).all(|(a, b)| a.start == b.start && a.count == b.count));
     }
-    if let Ok(record) = tsdb::decode_wal_record(data) {
-        let columns: Vec<(tsdb::SeriesId, &[model::sample::Sample])> =
-            record.series.iter().map(|(id, s)| (*id, s.as_slice())).collect();
-        let again =
-            tsdb::decode_wal_record(&tsdb::encode_wal_record(record.batch_id.as_deref(), &columns)).expect("decode");
-        assert_eq!(again.series.len(), record.series.len());
+    for format in [tsdb::WalFormat::First, tsdb::WalFormat::Current] {
+        if let Ok(record) = tsdb::decode_wal_record(data, format) {
+            let columns: Vec<(tsdb::SeriesId, &[model::sample::Sample])> =
+                record.series.iter().map(|(id, s)| (*id, s.as_slice())).collect();
+            let bytes = tsdb::encode_wal_record(record.batch.as_ref(), record.historical, &columns);
+            let again = tsdb::decode_wal_record(&bytes, tsdb::WalFormat::Current).expect("decode");
+            assert_eq!(again.series.len(), record.series.len());
+            assert_eq!(again.historical, record.historical);
+        }
     }
 });

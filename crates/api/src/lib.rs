@@ -18,13 +18,15 @@ pub mod telemetry;
 
 pub use error::{ApiError, ApiResult};
 pub use openapi::document as openapi_document;
-pub use telemetry::Telemetry;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
+use ingest::Ingest;
+use model::ClockRef;
 use std::sync::Arc;
 use store::RecordStoreRef;
+use tokio_util::sync::CancellationToken;
 
 /// Renders the Prometheus exposition; installed by the binary, absent in tests.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
@@ -40,8 +42,11 @@ pub struct AppState {
     pub store: RecordStoreRef,
     pub auth: auth::Authenticator,
     pub metrics: Option<MetricsRender>,
-    /// The telemetry engine, when this hub stores telemetry.
-    pub telemetry: Option<Arc<Telemetry>>,
+    /// The ingest service, when this hub stores telemetry.
+    pub ingest: Option<Arc<Ingest>>,
+    pub clock: ClockRef,
+    /// Cancelled when the hub shuts down: long-lived responses (SSE) end.
+    pub shutdown: CancellationToken,
 }
 
 /// Knobs for `app`.
@@ -51,7 +56,9 @@ pub struct AppOptions {
     /// Largest accepted telemetry write, in bytes.
     pub telemetry_body_limit: usize,
     pub metrics: Option<MetricsRender>,
-    pub telemetry: Option<Arc<Telemetry>>,
+    pub ingest: Option<Arc<Ingest>>,
+    pub clock: ClockRef,
+    pub shutdown: CancellationToken,
 }
 
 impl Default for AppOptions {
@@ -60,9 +67,22 @@ impl Default for AppOptions {
             body_limit: DEFAULT_BODY_LIMIT,
             telemetry_body_limit: DEFAULT_TELEMETRY_BODY_LIMIT,
             metrics: None,
-            telemetry: None,
+            ingest: None,
+            clock: model::SystemClock::shared(),
+            shutdown: CancellationToken::new(),
         }
     }
+}
+
+/// Registers the descriptions of the metrics this crate records.
+pub fn describe_metrics() {
+    metrics::describe_counter!("treaty_http_requests_total", "HTTP requests answered, by method, route and status");
+    metrics::describe_histogram!(
+        "treaty_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to answer an HTTP request, by method and route"
+    );
+    metrics::describe_counter!("treaty_http_auth_failures_total", "Requests refused for a missing or invalid token");
 }
 
 /// The whole HTTP surface.
@@ -71,7 +91,9 @@ pub fn app(store: RecordStoreRef, options: AppOptions) -> Router {
         auth: auth::Authenticator::new(store.clone()),
         store,
         metrics: options.metrics,
-        telemetry: options.telemetry,
+        ingest: options.ingest,
+        clock: options.clock,
+        shutdown: options.shutdown,
     });
     let document = Arc::new(openapi::document());
     let telemetry_writes = Router::new()

@@ -5,8 +5,8 @@
 //! gateway's resident memory and CPU (from `/proc`) and checks what the hub received.
 
 use crate::datasets::{asset_path, signal_name};
-use crate::hub::Hub;
 use crate::memory::{fleet_file, status_kib};
+use crate::treaty_hub::Hub;
 use anyhow::Context;
 use model::sample::SeriesKey;
 use std::fmt::Write as _;

@@ -4,7 +4,7 @@
 //! the gateway write a coil and log the latency (poll result in hand -> write
 //! acknowledged by the PLC) to its audit file, which is read back here.
 
-use crate::hub::Hub;
+use crate::treaty_hub::Hub;
 use anyhow::Context;
 use std::fmt::Write as _;
 use std::path::PathBuf;

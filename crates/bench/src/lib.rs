@@ -7,12 +7,12 @@ pub mod datasets;
 pub mod filters;
 pub mod gateway;
 mod http;
-mod hub;
 pub mod interlock;
 pub mod memory;
 pub mod outage;
 mod peers;
 pub mod query;
+mod treaty_hub;
 
 use datasets::Dataset;
 use std::path::{Path, PathBuf};
@@ -78,7 +78,7 @@ pub fn run(bench: &TelemetryBench) -> anyhow::Result<String> {
     tracing::info!(samples = n, batches = batches.len(), "datasets ready");
     let mut rows = Vec::new();
 
-    let hub = hub::Hub::start(&bench.work_dir.join("treaty-inproc"), assets)?;
+    let hub = treaty_hub::Hub::start(&bench.work_dir.join("treaty-inproc"), assets)?;
     let elapsed = hub.ingest_in_process(&batches, bench.clients)?;
     rows.push(IngestRow {
         system: "Treaty",
@@ -90,8 +90,8 @@ pub fn run(bench: &TelemetryBench) -> anyhow::Result<String> {
     let fleet_bytes_treaty = hub.disk_bytes()?;
     drop(hub);
 
-    let json: Vec<Vec<u8>> = batches.iter().enumerate().map(|(i, b)| hub::json_body(b, i)).collect();
-    let hub = hub::Hub::start(&bench.work_dir.join("treaty-json"), assets)?;
+    let json: Vec<Vec<u8>> = batches.iter().enumerate().map(|(i, b)| treaty_hub::json_body(b, i)).collect();
+    let hub = treaty_hub::Hub::start(&bench.work_dir.join("treaty-json"), assets)?;
     let elapsed = hub.ingest_http("/api/v1/telemetry", "application/json", &json, bench.clients)?;
     rows.push(IngestRow {
         system: "Treaty",
@@ -103,8 +103,8 @@ pub fn run(bench: &TelemetryBench) -> anyhow::Result<String> {
     drop(hub);
     drop(json);
 
-    let lines: Vec<Vec<u8>> = batches.iter().map(|b| hub::line_protocol_body(b)).collect();
-    let hub = hub::Hub::start(&bench.work_dir.join("treaty-lp"), assets)?;
+    let lines: Vec<Vec<u8>> = batches.iter().map(|b| treaty_hub::line_protocol_body(b)).collect();
+    let hub = treaty_hub::Hub::start(&bench.work_dir.join("treaty-lp"), assets)?;
     let elapsed = hub.ingest_http("/api/v1/write?precision=ms", "text/plain", &lines, bench.clients)?;
     rows.push(IngestRow {
         system: "Treaty",
@@ -235,11 +235,11 @@ fn bytes_for(
     wants: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<Sizes> {
     let batches = datasets::batches(dataset, bench.batch_samples);
-    let hub = hub::Hub::start(&bench.work_dir.join("treaty-size"), assets)?;
+    let hub = treaty_hub::Hub::start(&bench.work_dir.join("treaty-size"), assets)?;
     hub.ingest_in_process(&batches, 1)?;
     let treaty = hub.disk_bytes()?;
     drop(hub);
-    let lines: Vec<Vec<u8>> = batches.iter().map(|b| hub::line_protocol_body(b)).collect();
+    let lines: Vec<Vec<u8>> = batches.iter().map(|b| treaty_hub::line_protocol_body(b)).collect();
     let vm = if wants("vm") {
         let vm = peers::victoria_metrics(&bench.work_dir.join("vm-size"))?;
         let bodies: Vec<Vec<u8>> = batches.iter().map(|b| peers::vm_json_body(b)).collect();

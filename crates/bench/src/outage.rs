@@ -7,7 +7,7 @@
 
 use crate::datasets::{asset_path, signal_name};
 use crate::http::Client;
-use crate::hub::Hub;
+use crate::treaty_hub::Hub;
 use edge::spool::{Spool, SpoolOptions};
 use model::sample::{Sample, SeriesKey};
 use std::fmt::Write as _;

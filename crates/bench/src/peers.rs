@@ -2,7 +2,7 @@
 //! import APIs: VictoriaMetrics (JSON import and line protocol), InfluxDB 1.6 (line
 //! protocol) and PostgreSQL with ThingsBoard's one-row-per-sample `ts_kv` table (COPY).
 
-use crate::hub::{join, post_all};
+use crate::treaty_hub::{join, post_all};
 use anyhow::{Context, bail};
 use model::sample::{Sample, SeriesKey};
 use std::io::Write;

@@ -4,8 +4,8 @@
 
 use crate::datasets::{asset_path, signal_name};
 use crate::http::Client;
-use crate::hub::Hub;
 use crate::peers;
+use crate::treaty_hub::Hub;
 use model::sample::{Sample, SeriesKey};
 use std::time::{Duration, Instant};
 

@@ -383,7 +383,19 @@ impl Spool {
         record.extend(crc32fast::hash(&payload).to_le_bytes());
         record.extend(payload);
         let path = segment_path(&self.dir, state.current);
-        state.writer.write_all(&record).and_then(|()| state.writer.sync_data()).map_err(io(&path))?;
+        let good = state.segments.get(&state.current).map_or(0, |s| s.bytes);
+        if let Err(error) = state.writer.write_all(&record) {
+            // A failed append (a full disk) is cut off again, so that no later record
+            // lands behind a torn one (the walk at open would stop there and lose it).
+            self.cut_back(&mut state, good, false);
+            return Err(SpoolError::Io { path, source: error });
+        }
+        if let Err(error) = state.writer.sync_data() {
+            // After a failed fsync the segment's unsynced pages are not trusted: it is cut
+            // back to what was synced and the next record starts a new segment.
+            self.cut_back(&mut state, good, true);
+            return Err(SpoolError::Io { path, source: error });
+        }
         state.next_seq += 1;
         let current = state.current;
         let segment = state.segments.entry(current).or_default();
@@ -396,6 +408,20 @@ impl Spool {
         state.stats.queued_records = state.queued_records();
         state.stats.queued_bytes = state.queued_bytes();
         Ok(Some(seq))
+    }
+
+    /// Cuts the open segment back to `good` bytes after a failed append; with `close`,
+    /// also starts a new segment. A failure here is logged: the record was not
+    /// acknowledged, and the next push tries again.
+    fn cut_back(&self, state: &mut State, good: u64, close: bool) {
+        let path = segment_path(&self.dir, state.current);
+        let mut result = state.writer.set_len(good).and_then(|()| state.writer.sync_all()).map_err(io(&path));
+        if result.is_ok() && close {
+            result = self.rotate(state);
+        }
+        if let Err(error) = result {
+            tracing::error!(%error, "cannot cut a failed append off the spool");
+        }
     }
 
     fn rotate(&self, state: &mut State) -> Result<()> {

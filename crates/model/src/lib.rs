@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod asset_model;
+pub mod clock;
 pub mod contract;
 pub mod date;
 pub mod entity;
@@ -15,11 +16,13 @@ pub mod installed_base;
 pub mod logistics;
 pub mod money;
 pub mod sample;
+pub mod stream;
 
 pub use access::{Action, Principal, Role, Scope};
 pub use asset_model::{
     AssetModel, BomLine, ComponentDef, CounterDef, CounterKind, FailureMode, RetentionClass, SignalDef, SignalKind,
 };
+pub use clock::{Clock, ClockRef, ManualClock, SystemClock};
 pub use contract::{BillingPeriod, Contract, Pricing};
 pub use date::{Date, Timestamp};
 pub use entity::{Entity, Kind, Reference};
@@ -28,6 +31,7 @@ pub use installed_base::{Asset, Component, Customer, Line, Site, User};
 pub use logistics::{Part, Technician, Warehouse};
 pub use money::{Currency, Money};
 pub use sample::{Millis, Quality, Sample, SeriesKey};
+pub use stream::{AcceptedSeries, AcceptedWrite, Change, Position};
 
 /// Declares the OpenAPI schema of a type that travels as a string.
 #[macro_export]

@@ -10,6 +10,7 @@
 
 mod audit;
 mod error;
+pub mod feed;
 mod sqlite;
 mod sync;
 mod types;
@@ -49,19 +50,27 @@ pub trait RecordStore: Send + Sync + 'static {
     /// Marks a token revoked; false if no such active token.
     async fn revoke_token(&self, actor: &str, id: &str) -> Result<bool>;
     /// Appends an event reported from the field (an interlock's write, data an edge
-    /// gateway had to drop) to the audit trail as `action` on `kind`/`id`. `event` names
-    /// it uniquely: reporting the same event again (a retry) adds nothing. Returns
-    /// whether it was new.
+    /// gateway had to drop) to the audit trail as `action` on `kind`/`id`. `event` is the
+    /// sender's unique id for it: the same actor reporting the same id again (a retry)
+    /// adds nothing; the lookup is by (actor, event id) in an index of its own, so it
+    /// costs the same however long the audit log is. Returns whether it was new.
     async fn record_event(
         &self,
         actor: &str,
         action: &str,
         kind: &str,
         id: &str,
-        event: serde_json::Value,
+        event: &str,
+        details: serde_json::Value,
     ) -> Result<bool>;
     /// Audit entries with `seq > after`, oldest first.
     async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// The sequence of the newest audit entry (0 when there is none).
+    async fn audit_head(&self) -> Result<u64>;
+    /// Changes whenever this process committed something: a cheap wake-up for whoever
+    /// follows the audit trail (the hub's record feed), which then reads what is new.
+    /// Commits of other processes are not signalled; followers also poll.
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64>;
     /// Recomputes the hash chain and reports every break.
     async fn verify_audit(&self) -> Result<AuditReport>;
     /// Cheap check that the store answers, for `/readyz`.
@@ -71,7 +80,8 @@ pub trait RecordStore: Send + Sync + 'static {
 /// How the rest of Treaty holds a store.
 pub type RecordStoreRef = Arc<dyn RecordStore>;
 
-/// Milliseconds since the epoch, now.
+/// Milliseconds since the epoch, now (records carry wall-clock times; stores take no
+/// clock of their own).
 pub(crate) fn now_ms() -> i64 {
     model::Timestamp::now().0
 }

@@ -32,6 +32,8 @@ struct Inner {
     /// Reads go through their own connection so that WAL lets them run beside a write.
     reader: Mutex<Connection>,
     path: PathBuf,
+    /// Counts this process's write transactions (see `RecordStore::commits`).
+    commits: tokio::sync::watch::Sender<u64>,
 }
 
 impl SqliteStore {
@@ -43,7 +45,8 @@ impl SqliteStore {
         let mut writer = connect(&path)?;
         migrate(&mut writer)?;
         let reader = connect(&path)?;
-        Ok(Self { inner: Arc::new(Inner { writer: Mutex::new(writer), reader: Mutex::new(reader), path }) })
+        let (commits, _) = tokio::sync::watch::channel(0);
+        Ok(Self { inner: Arc::new(Inner { writer: Mutex::new(writer), reader: Mutex::new(reader), path, commits }) })
     }
 
     pub fn path(&self) -> &Path {
@@ -64,11 +67,15 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = self.inner.clone();
-        blocking(move || {
+        let result = blocking(move || {
             let mut conn = inner.writer.lock().map_err(|_| Error::Internal("writer lock poisoned".into()))?;
             f(&mut conn)
         })
-        .await
+        .await;
+        if result.is_ok() {
+            self.inner.commits.send_modify(|n| *n += 1);
+        }
+        result
     }
 }
 
@@ -317,17 +324,22 @@ impl RecordStore for SqliteStore {
         action: &str,
         kind: &str,
         id: &str,
-        event: serde_json::Value,
+        event: &str,
+        details: serde_json::Value,
     ) -> Result<bool> {
-        let (actor, action, kind, id) = (actor.to_owned(), action.to_owned(), kind.to_owned(), id.to_owned());
+        let (actor, action, kind, id, event) =
+            (actor.to_owned(), action.to_owned(), kind.to_owned(), id.to_owned(), event.to_owned());
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let text = event.to_string();
             let seen: bool = tx
-                .prepare("SELECT 1 FROM audit WHERE action = ? AND entity_id = ? AND after = ? LIMIT 1")?
-                .exists(params![action, id, text])?;
+                .prepare_cached("SELECT 1 FROM field_event WHERE actor = ? AND event = ?")?
+                .exists(params![actor, event])?;
             if !seen {
-                apply::append_audit(&tx, &actor, &action, &kind, &id, None, Some(text))?;
+                let seq = apply::append_audit(&tx, &actor, &action, &kind, &id, None, Some(details.to_string()))?;
+                tx.execute(
+                    "INSERT INTO field_event (actor, event, audit_seq) VALUES (?, ?, ?)",
+                    params![actor, event, seq as i64],
+                )?;
             }
             tx.commit()?;
             Ok(!seen)
@@ -346,6 +358,17 @@ impl RecordStore for SqliteStore {
             rows.map(|r| Ok(r?.into_entry())).collect()
         })
         .await
+    }
+
+    async fn audit_head(&self) -> Result<u64> {
+        self.read(|conn| {
+            Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |r| r.get::<_, i64>(0))? as u64)
+        })
+        .await
+    }
+
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.commits.subscribe()
     }
 
     async fn verify_audit(&self) -> Result<AuditReport> {

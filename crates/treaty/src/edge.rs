@@ -63,7 +63,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<ExitCode> {
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        crate::serve::shutdown_signal().await;
+        crate::signal::stop_requested("the gateway").await;
         let _ = stop.send(true);
     });
     edge::gateway::run(edge, token, stopped).await?;

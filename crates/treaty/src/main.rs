@@ -8,9 +8,8 @@ mod edge;
 mod import;
 mod logging;
 mod serve;
+mod signal;
 mod sim;
-mod sparkplug_host;
-mod tls;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -170,8 +169,5 @@ pub fn local_actor() -> model::Principal {
 
 /// Opens the records store in the data directory.
 pub fn open_store(data_dir: &DataDir) -> anyhow::Result<store::RecordStoreRef> {
-    use anyhow::Context;
-    let store = store::SqliteStore::open(&data_dir.data_dir)
-        .with_context(|| format!("opening the data directory {}", data_dir.data_dir.display()))?;
-    Ok(std::sync::Arc::new(store))
+    hub::open_store(&data_dir.data_dir)
 }

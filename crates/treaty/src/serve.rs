@@ -67,9 +67,6 @@ pub struct ServeArgs {
     pub sparkplug_ca_file: Option<PathBuf>,
 }
 
-/// How often a serving hub bounds its WAL and applies retention.
-const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
-
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = crate::open_store(&args.data_dir)?;
     if let Some(file) = &args.import {
@@ -79,85 +76,35 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     bootstrap_admin(&store).await?;
-    let metrics = install_metrics()?;
-    let mut tsdb_options = tsdb::TsdbOptions::default();
+    let mut options = hub::HubOptions::new(args.data_dir.data_dir.clone());
     for spec in &args.retention {
-        tsdb_options.retention.apply(spec).map_err(|e| anyhow::anyhow!("--retention: {e}"))?;
+        options.tsdb.retention.apply(spec).map_err(|e| anyhow::anyhow!("--retention: {e}"))?;
     }
-    let telemetry_dir = args.data_dir.data_dir.join("telemetry");
-    let tsdb = tokio::task::spawn_blocking(move || tsdb::Tsdb::open(&telemetry_dir, tsdb_options))
-        .await
-        .context("opening the telemetry engine")?
-        .context("opening the telemetry engine")?;
-    let telemetry = Arc::new(api::Telemetry::new(tsdb.clone(), args.max_future_secs.saturating_mul(1000)));
-    let assets =
-        telemetry.reload(&store).await.map_err(|e| anyhow::anyhow!("loading the series catalogue: {}", e.message))?;
-    tracing::info!(assets, "telemetry catalogue loaded");
-    let upkeep = tsdb.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + MAINTENANCE_EVERY, MAINTENANCE_EVERY);
-        loop {
-            tick.tick().await;
-            let engine = upkeep.clone();
-            match tokio::task::spawn_blocking(move || engine.maintain()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::error!(%error, "telemetry maintenance failed; retrying later"),
-                Err(error) => tracing::error!(%error, "telemetry maintenance panicked"),
-            }
-        }
-    });
+    options.bind = args.bind;
+    options.body_limit = args.body_limit;
+    options.telemetry_body_limit = args.telemetry_body_limit;
+    options.max_future_ms = args.max_future_secs.saturating_mul(1000);
+    options.metrics = Some(install_metrics()?);
+    options.tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(hub::tls::server_config(cert, key)?),
+        _ => None,
+    };
     if let Some(broker) = &args.sparkplug_broker {
-        let bindings = crate::sparkplug_host::parse_bindings(&args.sparkplug_nodes)?;
-        let host = crate::sparkplug_host::HostOptions {
-            bindings,
+        options.sparkplug = Some(hub::sparkplug_host::HostOptions {
+            bindings: hub::sparkplug_host::parse_bindings(&args.sparkplug_nodes)?,
             broker: broker.clone(),
             host_id: args.sparkplug_host_id.clone(),
             groups: args.sparkplug_groups.clone(),
             username: args.sparkplug_username.clone(),
             password: std::env::var("TREATY_SPARKPLUG_PASSWORD").ok(),
             ca_file: args.sparkplug_ca_file.clone(),
-        };
-        let (telemetry, store) = (telemetry.clone(), store.clone());
-        tokio::spawn(async move {
-            if let Err(error) = crate::sparkplug_host::run(host, telemetry, store).await {
-                tracing::error!(error = %format!("{error:#}"), "the Sparkplug host stopped");
-            }
         });
     }
-    let options = api::AppOptions {
-        body_limit: args.body_limit,
-        telemetry_body_limit: args.telemetry_body_limit,
-        metrics: Some(metrics),
-        telemetry: Some(telemetry),
-    };
-    let router = api::app(store, options);
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
-        _ => None,
-    };
-    let listener =
-        tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
-    let address = listener.local_addr().context("reading the bound address")?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(%address, scheme, data_dir = %args.data_dir.data_dir.display(), "serving the Treaty API");
-    eprintln!(
-        "Treaty is serving on {scheme}://{address} (OpenAPI: {scheme}://{address}/api/v1/openapi.json); Ctrl-C stops it"
-    );
-    match tls {
-        Some(config) => {
-            let listener = crate::tls::TlsListener::new(listener, config).context("TLS listener")?;
-            axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTPS")?;
-        }
-        None => {
-            axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
-        }
-    }
-    // Sealing the heads now makes the next start replay nothing; skipping it loses nothing.
-    tokio::task::spawn_blocking(move || tsdb.checkpoint())
-        .await
-        .context("final checkpoint")?
-        .context("final checkpoint")?;
-    tracing::info!("stopped");
+    let hub = hub::Hub::start(options, store).await?;
+    let url = hub.url();
+    eprintln!("Treaty is serving on {url} (OpenAPI: {url}/api/v1/openapi.json); Ctrl-C stops it");
+    crate::signal::stop_requested("the hub").await;
+    hub.shutdown().await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -187,45 +134,16 @@ async fn bootstrap_admin(store: &RecordStoreRef) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn install_metrics() -> anyhow::Result<api::MetricsRender> {
+/// Installs the process's Prometheus recorder and describes every metric.
+fn install_metrics() -> anyhow::Result<hub::Metrics> {
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
+    api::describe_metrics();
+    ingest::describe_metrics();
+    hub::describe_metrics();
+    metrics::describe_gauge!("treaty_build_info", "The running version of Treaty (label `version`), always 1");
     metrics::gauge!("treaty_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let upkeep = handle.clone();
-    // Histograms are drained periodically so that memory stays bounded.
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            upkeep.run_upkeep();
-        }
-    });
-    Ok(Arc::new(move || handle.render()))
-}
-
-/// Resolves on Ctrl-C or SIGTERM; in-flight requests then finish before exit.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+    Ok(hub::Metrics { render: Arc::new(move || handle.render()), upkeep: Arc::new(move || upkeep.run_upkeep()) })
 }

@@ -146,7 +146,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             }
         }
     });
-    crate::serve::shutdown_signal().await;
+    crate::signal::stop_requested("the simulator").await;
     commands.abort();
     running.stop();
     tracing::info!("simulator stopped");

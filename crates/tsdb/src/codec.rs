@@ -543,23 +543,55 @@ pub(crate) fn decode_block(bytes: &[u8], out: &mut Vec<Sample>) -> Result<()> {
     Ok(())
 }
 
-/// One durable write: an optional batch id and samples per series.
+/// Which format a WAL record is in (the frame says; see `wal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalFormat {
+    /// `[batch id][series...]`: written before stream flags and batch digests existed.
+    First,
+    /// `[flags u8][batch: scope, id, sha-256 digest, if flagged][series...]`.
+    Current,
+}
+
+const FLAG_HISTORICAL: u8 = 1;
+const FLAG_BATCH: u8 = 2;
+
+/// A batch's identity for retries, as the WAL keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalBatch {
+    /// Who sent it (batch ids are unique per sender only).
+    pub scope: String,
+    pub id: String,
+    /// Digest of the batch's content; `None` in records of the first format.
+    pub digest: Option<[u8; 32]>,
+}
+
+/// One durable write: its batch, whether it is replayed edge data, and samples per series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WalRecord {
-    pub batch_id: Option<String>,
+    pub batch: Option<WalBatch>,
+    pub historical: bool,
     pub series: Vec<(SeriesId, Vec<Sample>)>,
 }
 
-/// Payload of a WAL record (framing and checksum are the WAL's business).
-pub fn encode_wal_record(batch_id: Option<&str>, series: &[(SeriesId, &[Sample])]) -> Vec<u8> {
+/// Payload of a WAL record in the current format (framing and checksum are the WAL's
+/// business).
+pub fn encode_wal_record(batch: Option<&WalBatch>, historical: bool, series: &[(SeriesId, &[Sample])]) -> Vec<u8> {
     let total: usize = series.iter().map(|(_, s)| s.len()).sum();
-    let mut out = Vec::with_capacity(16 + total * 11);
-    match batch_id {
-        Some(id) => {
-            put_varint(&mut out, id.len() as u64 + 1);
-            out.extend(id.as_bytes());
+    let mut out = Vec::with_capacity(48 + total * 11);
+    let mut flags = 0;
+    if historical {
+        flags |= FLAG_HISTORICAL;
+    }
+    if batch.is_some() {
+        flags |= FLAG_BATCH;
+    }
+    out.push(flags);
+    if let Some(batch) = batch {
+        for text in [&batch.scope, &batch.id] {
+            put_varint(&mut out, text.len() as u64);
+            out.extend(text.as_bytes());
         }
-        None => put_varint(&mut out, 0),
+        out.extend(batch.digest.unwrap_or_default());
     }
     put_varint(&mut out, series.len() as u64);
     for (id, samples) in series {
@@ -578,11 +610,40 @@ pub fn encode_wal_record(batch_id: Option<&str>, series: &[(SeriesId, &[Sample])
     out
 }
 
-pub fn decode_wal_record(bytes: &[u8]) -> Result<WalRecord> {
+fn take_text(reader: &mut Reader<'_>) -> Result<String> {
+    let n = reader.varint()? as usize;
+    String::from_utf8(reader.take(n)?.to_vec()).map_err(|_| corrupt("batch id is not UTF-8"))
+}
+
+pub fn decode_wal_record(bytes: &[u8], format: WalFormat) -> Result<WalRecord> {
     let mut reader = Reader::new(bytes);
-    let batch_id = match reader.varint()? as usize {
-        0 => None,
-        n => Some(String::from_utf8(reader.take(n - 1)?.to_vec()).map_err(|_| corrupt("batch id is not UTF-8"))?),
+    let (batch, historical) = match format {
+        WalFormat::First => {
+            let batch = match reader.varint()? as usize {
+                0 => None,
+                n => {
+                    let id = String::from_utf8(reader.take(n - 1)?.to_vec())
+                        .map_err(|_| corrupt("batch id is not UTF-8"))?;
+                    Some(WalBatch { scope: String::new(), id, digest: None })
+                }
+            };
+            (batch, false)
+        }
+        WalFormat::Current => {
+            let flags = reader.take(1)?[0];
+            if flags & !(FLAG_HISTORICAL | FLAG_BATCH) != 0 {
+                return Err(corrupt("unknown WAL record flags"));
+            }
+            let batch = if flags & FLAG_BATCH != 0 {
+                let scope = take_text(&mut reader)?;
+                let id = take_text(&mut reader)?;
+                let digest: [u8; 32] = reader.take(32)?.try_into().map_err(|_| corrupt("short digest"))?;
+                Some(WalBatch { scope, id, digest: Some(digest) })
+            } else {
+                None
+            };
+            (batch, flags & FLAG_HISTORICAL != 0)
+        }
     };
     let n_series = reader.varint()? as usize;
     let mut series = Vec::with_capacity(n_series.min(1 << 16));
@@ -614,7 +675,7 @@ pub fn decode_wal_record(bytes: &[u8]) -> Result<WalRecord> {
     if !reader.is_done() {
         return Err(corrupt("trailing bytes in WAL record"));
     }
-    Ok(WalRecord { batch_id, series })
+    Ok(WalRecord { batch, historical, series })
 }
 
 #[cfg(test)]
@@ -721,12 +782,31 @@ mod tests {
             Sample::good(i64::MAX, -0.0),
             Sample { ts: i64::MIN, value: f64::MIN_POSITIVE, quality: Quality::UNCERTAIN },
         ];
-        let bytes = encode_wal_record(Some("batch-1"), &[(7, &odd), (9, &samples())]);
-        let record = decode_wal_record(&bytes).expect("decode");
-        assert_eq!(record.batch_id.as_deref(), Some("batch-1"));
+        let batch = WalBatch { scope: "token:gw-1".into(), id: "batch-1".into(), digest: Some([7; 32]) };
+        let bytes = encode_wal_record(Some(&batch), true, &[(7, &odd), (9, &samples())]);
+        let record = decode_wal_record(&bytes, WalFormat::Current).expect("decode");
+        assert_eq!(record.batch.as_ref(), Some(&batch));
+        assert!(record.historical);
         assert_eq!(record.series[0].0, 7);
         assert!(record.series[0].1.iter().zip(&odd).all(|(a, b)| a.same_as(b)));
         assert_eq!(record.series[1].1.len(), 5000);
+        let plain = decode_wal_record(&encode_wal_record(None, false, &[(1, &odd)]), WalFormat::Current);
+        assert_eq!(plain.map(|r| (r.batch, r.historical)).expect("decode"), (None, false));
+    }
+
+    #[test]
+    fn records_of_the_first_format_are_still_read() {
+        // `[len(id)+1]["b-1"][1 series][id 4][1 sample][ts 10 zigzagged][value][qualities: all good]`
+        let mut bytes = vec![4];
+        bytes.extend(b"b-1");
+        bytes.extend([1, 4, 1, 20]);
+        bytes.extend(2.5f64.to_bits().to_le_bytes());
+        encode_quality(&[Sample::good(10, 2.5)], &mut bytes);
+        let record = decode_wal_record(&bytes, WalFormat::First).expect("decode");
+        let batch = record.batch.expect("batch");
+        assert_eq!((batch.scope.as_str(), batch.id.as_str(), batch.digest), ("", "b-1", None));
+        assert!(!record.historical);
+        assert_eq!(record.series, vec![(4, vec![Sample::good(10, 2.5)])]);
     }
 
     #[test]
@@ -736,14 +816,18 @@ mod tests {
         record.extend(1.5f64.to_bits().to_le_bytes());
         record.push(0);
         put_varint(&mut record, u64::MAX);
-        assert!(decode_wal_record(&record).is_err());
+        assert!(decode_wal_record(&record, WalFormat::First).is_err());
+        let mut current = vec![0];
+        current.extend(&record[1..]);
+        assert!(decode_wal_record(&current, WalFormat::Current).is_err());
     }
 
     #[test]
     fn truncated_or_garbage_bytes_are_errors_not_panics() {
-        let bytes = encode_wal_record(None, &[(1, &samples()[..10])]);
+        let batch = WalBatch { scope: "s".into(), id: "b".into(), digest: Some([1; 32]) };
+        let bytes = encode_wal_record(Some(&batch), false, &[(1, &samples()[..10])]);
         for cut in 0..bytes.len() {
-            assert!(decode_wal_record(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(decode_wal_record(&bytes[..cut], WalFormat::Current).is_err(), "cut at {cut}");
         }
         let chunk = encode_chunk(&samples()[..100]).expect("encode");
         for cut in 0..chunk.len() {
@@ -763,7 +847,8 @@ mod tests {
                     (state >> 56) as u8
                 })
                 .collect();
-            let _ = decode_wal_record(&garbage);
+            let _ = decode_wal_record(&garbage, WalFormat::First);
+            let _ = decode_wal_record(&garbage, WalFormat::Current);
             let _ = decode_chunk(&garbage);
             let _ = decode_rollups(&garbage);
         }

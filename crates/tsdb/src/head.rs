@@ -51,6 +51,16 @@ struct SeriesHead {
     since_during_seal: u64,
 }
 
+/// What inserting one sample did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Added,
+    /// The head held exactly this sample: a no-op.
+    Duplicate,
+    /// The head held another value or quality at this time stamp: the newer write wins.
+    Replaced,
+}
+
 /// What inserting one series' samples did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Inserted {
@@ -120,33 +130,40 @@ impl SeriesHead {
         self.freeze();
     }
 
-    fn insert(&mut self, samples: &[Sample], outcome: &mut Inserted) {
+    /// Inserts `samples` in the order given; `kinds` receives what each one did.
+    fn insert(&mut self, samples: &[Sample], outcome: &mut Inserted, kinds: &mut Vec<Kind>) {
         for sample in samples {
             if self.frozen.last().is_some_and(|b| sample.ts <= b.last) {
                 self.thaw_from(sample.ts);
             }
             let tail = &mut self.tail;
-            match tail.last() {
+            let kind = match tail.last() {
                 Some(last) if last.ts < sample.ts => {
                     tail.push(*sample);
-                    outcome.added += 1;
+                    Kind::Added
                 }
                 None => {
                     tail.push(*sample);
-                    outcome.added += 1;
+                    Kind::Added
                 }
                 Some(_) => match tail.binary_search_by_key(&sample.ts, |s| s.ts) {
-                    Ok(at) if tail[at].same_as(sample) => outcome.duplicates += 1,
+                    Ok(at) if tail[at].same_as(sample) => Kind::Duplicate,
                     Ok(at) => {
                         tail[at] = *sample;
-                        outcome.replaced += 1;
+                        Kind::Replaced
                     }
                     Err(at) => {
                         tail.insert(at, *sample);
-                        outcome.added += 1;
+                        Kind::Added
                     }
                 },
+            };
+            match kind {
+                Kind::Added => outcome.added += 1,
+                Kind::Duplicate => outcome.duplicates += 1,
+                Kind::Replaced => outcome.replaced += 1,
             }
+            kinds.push(kind);
         }
         self.freeze();
     }
@@ -183,6 +200,17 @@ impl Head {
     /// Inserts samples (any order) that the WAL holds in `segment`; returns the outcome
     /// and the series' head length.
     pub fn insert(&self, id: SeriesId, samples: &[Sample], segment: u64) -> (Inserted, usize) {
+        self.insert_classified(id, samples, segment, &mut Vec::new())
+    }
+
+    /// `insert`, also telling what each sample did (in `kinds`, in the order given).
+    pub fn insert_classified(
+        &self,
+        id: SeriesId,
+        samples: &[Sample],
+        segment: u64,
+        kinds: &mut Vec<Kind>,
+    ) -> (Inserted, usize) {
         let mut outcome = Inserted::default();
         let Ok(mut shard) = self.shard(id).lock() else { return (outcome, 0) };
         let entry = shard.entry(id).or_default();
@@ -192,7 +220,8 @@ impl Head {
         if entry.sealing {
             entry.since_during_seal = entry.since_during_seal.min(segment);
         }
-        entry.insert(samples, &mut outcome);
+        kinds.reserve(samples.len());
+        entry.insert(samples, &mut outcome, kinds);
         entry.version += 1;
         (outcome, entry.len())
     }

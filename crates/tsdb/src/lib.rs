@@ -9,51 +9,71 @@
 //! `wal_checkpoint_bytes`. Queries merge sealed chunks and the head; on
 //! equal timestamps the later write wins, so replays and retries never double-count.
 //!
-//! The engine is synchronous (it does blocking I/O); async callers use `spawn_blocking`.
+//! Writes are committed by one thread in groups (see `commit`): the WAL, the head and
+//! the stream of accepted writes (see `stream`) all see them in one order. Writers wait
+//! for their answer on their own thread (`write`) or as a future (`write_async`); reads
+//! are synchronous (they do blocking I/O) and async callers use `spawn_blocking`.
 
+mod batches;
 mod chunks;
 mod codec;
+mod commit;
 mod head;
-mod ingest;
-mod line_protocol;
 mod query;
 mod retention;
+mod seal;
 mod series;
+mod stream;
 mod tiers;
 mod wal;
 
+pub use batches::BatchId;
 pub use codec::{
-    WalRecord, decode_chunk, decode_chunk_range, decode_rollups, decode_wal_record, encode_chunk, encode_rollups,
-    encode_wal_record,
+    WalBatch, WalFormat, WalRecord, decode_chunk, decode_chunk_range, decode_rollups, decode_wal_record, encode_chunk,
+    encode_rollups, encode_wal_record,
 };
 pub use head::Inserted;
-pub use ingest::{Catalog, Reason, Rejected, SeriesSpec};
-pub use line_protocol::{LineError, Precision, parse_line_protocol};
 pub use model::RetentionClass;
 pub use query::{Bucket, CounterDelta, aggregate, counter_delta};
 pub use retention::{Retention, RetentionPolicy};
+pub use stream::{Consumer, Live, LiveReader};
 pub use tiers::{Resolution, merge_buckets};
 
 use model::sample::{Millis, Sample, SeriesKey};
+use model::{AcceptedWrite, ClockRef, Position};
+use seal::SEAL_GROUP;
 
 /// The dense, engine-internal number of a series (assigned on first write, never reused).
 pub type SeriesId = u32;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum Error {
     #[error("telemetry storage I/O: {0}")]
     Io(String),
+    /// The disk holding the telemetry is full: nothing was written; retry once there is room.
+    #[error("the hub's telemetry disk is full: {0}")]
+    DiskFull(String),
     #[error("telemetry storage is corrupt: {0}")]
     Corrupt(String),
     #[error("compression failed: {0}")]
     Codec(String),
     #[error("{0}")]
     Invalid(String),
+    /// A batch id this sender already used for a batch with other content.
+    #[error("batch id `{id}` was already used for a different batch; use a new id for new data")]
+    BatchConflict { id: String },
+    /// A durable consumer asked for records the engine no longer has.
+    #[error(
+        "the stream consumer `{consumer}` resumes after position {after}, but the stream only has records after {available_after}"
+    )]
+    ConsumerBehind { consumer: String, after: Position, available_after: Position },
+    #[error("the telemetry engine is closing")]
+    Closed,
     #[error("a telemetry lock was poisoned by a panic")]
     Poisoned,
 }
@@ -73,6 +93,10 @@ pub struct TsdbOptions {
     pub batch_id_ttl_ms: i64,
     /// How long each retention class keeps raw samples and rollups.
     pub retention: Retention,
+    /// Samples a durable consumer of the stream may fall behind before ingest waits for it.
+    pub stream_lag_samples: usize,
+    /// Where "now" comes from (batch id expiry, retention).
+    pub clock: ClockRef,
 }
 
 impl Default for TsdbOptions {
@@ -85,6 +109,8 @@ impl Default for TsdbOptions {
             wal_segment_bytes: 64 << 20,
             batch_id_ttl_ms: 24 * 3600 * 1000,
             retention: Retention::default(),
+            stream_lag_samples: 4 << 20,
+            clock: model::SystemClock::shared(),
         }
     }
 }
@@ -92,12 +118,12 @@ impl Default for TsdbOptions {
 /// Samples for several series, written atomically and durably.
 #[derive(Debug, Clone, Default)]
 pub struct WriteRequest {
-    /// A retry of a batch with the same id is acknowledged again without writing.
-    pub batch_id: Option<String>,
+    /// A retry of a batch with the same id and content is acknowledged again without writing.
+    pub batch: Option<BatchId>,
     pub series: Vec<(SeriesKey, Vec<Sample>)>,
     /// The samples were queued at the edge while the hub was unreachable and are being
-    /// replayed: stored like any others, published to subscribers as historical (live
-    /// rules and consoles can tell them from fresh data).
+    /// replayed: stored like any others, marked historical in the stream (live rules and
+    /// consoles can tell them from fresh data).
     pub historical: bool,
 }
 
@@ -107,16 +133,10 @@ pub struct WriteOutcome {
     pub stored: usize,
     pub duplicates: usize,
     pub replaced: usize,
-    /// True when the batch id had been written before: nothing was written this time.
+    /// True when the batch had been written before: nothing was written this time.
     pub replayed_batch: bool,
-}
-
-/// Samples accepted by one write, as published to subscribers.
-#[derive(Debug, Clone)]
-pub struct Published {
-    pub series: Vec<(SeriesKey, Vec<Sample>)>,
-    /// From a replay of queued data (see `WriteRequest::historical`).
-    pub historical: bool,
+    /// Where the write sits in the stream of accepted writes (none for a retry).
+    pub position: Option<Position>,
 }
 
 /// The telemetry engine. Cheap to clone.
@@ -126,7 +146,6 @@ pub struct Tsdb {
 }
 
 struct Inner {
-    dir: PathBuf,
     options: TsdbOptions,
     series: series::Registry,
     wal: wal::Wal,
@@ -134,116 +153,39 @@ struct Inner {
     head: head::Head,
     /// Retention class per series, from the asset models (`standard` when not set).
     classes: RwLock<HashMap<SeriesKey, RetentionClass>>,
-    /// Writers hold it shared from WAL append to head insert; a checkpoint holds it
-    /// exclusively while it decides which WAL segments are covered by chunks.
+    /// The committer holds it shared from WAL append to head insert; a checkpoint holds
+    /// it exclusively while it decides which WAL segments are covered by chunks.
     gate: RwLock<()>,
     /// Seals hold it shared from taking a head until its chunk is durable; a checkpoint
     /// holds it exclusively, so it never deletes WAL behind a chunk still being written.
     checkpointing: RwLock<()>,
-    batches: Mutex<HashMap<String, (i64, WriteOutcome)>>,
-    subscribers: tokio::sync::broadcast::Sender<Arc<Published>>,
+    batches: batches::Batches,
+    /// Accepted writes in commit order, for the hub's consumers.
+    stream: Arc<stream::Stream>,
+    /// Writes waiting for the committer.
+    commits: Arc<commit::CommitQueue>,
     /// Full heads waiting for the background sealer.
-    seals: Arc<SealQueue>,
+    seals: Arc<seal::SealQueue>,
+    /// The committer and sealer threads, joined by `close`.
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.commits.close();
         self.seals.close();
+        self.stream.close();
     }
 }
 
-/// Series whose heads are full, sealed by a background thread so that a write is
-/// acknowledged as soon as it is durable; compression then overlaps the next request's
-/// I/O and parsing instead of delaying the reply.
-#[derive(Default)]
-struct SealQueue {
-    state: Mutex<SealState>,
-    changed: std::sync::Condvar,
-}
-
-#[derive(Default)]
-struct SealState {
-    ids: std::collections::VecDeque<SeriesId>,
-    queued: std::collections::HashSet<SeriesId>,
-    busy: bool,
-    closed: bool,
-}
-
-/// Past this many queued series, writers seal inline (backpressure).
-const MAX_QUEUED_SEALS: usize = 4 * SEAL_GROUP;
-
-impl SealQueue {
-    /// Queues `ids`; returns false (queuing nothing) when the queue is too long.
-    fn offer(&self, ids: &[SeriesId]) -> bool {
-        let Ok(mut state) = self.state.lock() else { return false };
-        if state.closed || state.ids.len() >= MAX_QUEUED_SEALS {
-            return false;
-        }
-        for id in ids {
-            if state.queued.insert(*id) {
-                state.ids.push_back(*id);
-            }
-        }
-        self.changed.notify_all();
-        true
-    }
-
-    /// The next group to seal, waiting for one; `None` once closed.
-    fn take(&self) -> Option<Vec<SeriesId>> {
-        let mut state = self.state.lock().ok()?;
-        state.busy = false;
-        self.changed.notify_all();
-        while state.ids.is_empty() && !state.closed {
-            state = self.changed.wait(state).ok()?;
-        }
-        if state.ids.is_empty() {
-            return None;
-        }
-        let n = state.ids.len().min(SEAL_GROUP);
-        let group: Vec<SeriesId> = state.ids.drain(..n).collect();
-        for id in &group {
-            state.queued.remove(id);
-        }
-        state.busy = true;
-        Some(group)
-    }
-
-    /// Waits until nothing is queued or being sealed.
-    fn wait_idle(&self) {
-        let Ok(mut state) = self.state.lock() else { return };
-        while (!state.ids.is_empty() || state.busy) && !state.closed {
-            match self.changed.wait(state) {
-                Ok(next) => state = next,
-                Err(_) => return,
-            }
-        }
-    }
-
-    fn close(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            state.closed = true;
-        }
-        self.changed.notify_all();
-    }
-}
-
-/// The background sealer: holds the engine only while it seals a group.
-fn run_sealer(engine: std::sync::Weak<Inner>, queue: Arc<SealQueue>) {
-    while let Some(group) = queue.take() {
-        let Some(inner) = engine.upgrade() else { return };
-        let db = Tsdb { inner };
-        if let Err(error) = db.seal(&group) {
-            // The samples stay in the head and the WAL; the next write to a full head retries.
-            tracing::error!(%error, series = group.len(), "sealing failed; will retry");
-        }
-    }
-}
-
-/// Series sealed together: one fsync per group, and a bounded number of plain copies.
-const SEAL_GROUP: usize = 256;
-
-fn now_ms() -> i64 {
-    model::Timestamp::now().0
+/// Writes `bytes` to `path` through a temporary file and a rename, durably.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, bytes)
+        .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|e| wal::io_error("writing", path, &e))?;
+    wal::sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 impl Tsdb {
@@ -260,18 +202,34 @@ impl Tsdb {
         let tiers = tiers::Tiers::open(&dir.join("chunks"))?;
         let (wal, records) = wal::Wal::open(&dir.join("wal"), options.wal_segment_bytes)?;
         let head = head::Head::default();
-        let mut batches = load_batches(dir);
+        let batches = batches::Batches::open(dir);
+        let stream = Arc::new(stream::Stream::open(dir, options.stream_lag_samples)?);
         let replayed = records.len();
-        for (segment, record) in records {
+        let now = options.clock.now_ms();
+        let needed_after = stream.min_slot();
+        let mut kinds = Vec::new();
+        for (position, record) in records {
+            // Durable consumers that had not processed this record get it again.
+            let deliver = needed_after.is_some_and(|after| position > after);
             let mut outcome = WriteOutcome::default();
-            for (id, samples) in &record.series {
-                let (inserted, _) = head.insert(*id, samples, segment);
+            let mut delivered = Vec::new();
+            for (id, samples) in record.series {
+                kinds.clear();
+                let (inserted, _) = head.insert_classified(id, &samples, position.segment(), &mut kinds);
                 outcome.stored += inserted.added;
+                if deliver {
+                    let key = series.key(id).ok_or_else(|| {
+                        Error::Corrupt(format!("the WAL names series {id}, which the series registry does not know"))
+                    })?;
+                    delivered.extend(stream::deliverable(key, samples, &kinds));
+                }
             }
-            if let Some(batch) = record.batch_id {
-                batches.insert(batch, (now_ms(), outcome));
+            if let Some(batch) = record.batch {
+                batches.remember(batch.scope, batch.id, batch.digest, now, outcome);
             }
+            stream.replayed(AcceptedWrite { position, historical: record.historical, series: delivered });
         }
+        stream.opened();
         // The WAL keeps samples until a checkpoint deletes their segment, also those
         // sealed since: drop them from the heads again, or they would be held (and, once a
         // head fills up, sealed) a second time.
@@ -289,11 +247,10 @@ impl Tsdb {
             chunks = tiers.raw_chunk_count(),
             "telemetry engine opened"
         );
-        let (subscribers, _) = tokio::sync::broadcast::channel(1024);
-        let seals = Arc::new(SealQueue::default());
+        let seals = Arc::new(seal::SealQueue::default());
+        let commits = Arc::new(commit::CommitQueue::default());
         let db = Self {
             inner: Arc::new(Inner {
-                dir: dir.to_owned(),
                 options,
                 series,
                 wal,
@@ -302,17 +259,46 @@ impl Tsdb {
                 classes: RwLock::new(HashMap::new()),
                 gate: RwLock::new(()),
                 checkpointing: RwLock::new(()),
-                batches: Mutex::new(batches),
-                subscribers,
+                batches,
+                stream,
+                commits: commits.clone(),
                 seals: seals.clone(),
+                threads: std::sync::Mutex::new(Vec::new()),
             }),
         };
         let engine = Arc::downgrade(&db.inner);
-        std::thread::Builder::new()
+        let sealer = std::thread::Builder::new()
             .name("tsdb-sealer".into())
-            .spawn(move || run_sealer(engine, seals))
+            .spawn(move || seal::run(engine, seals))
             .map_err(|e| Error::Io(format!("starting the sealer thread: {e}")))?;
+        let engine = Arc::downgrade(&db.inner);
+        let committer = std::thread::Builder::new()
+            .name("tsdb-committer".into())
+            .spawn(move || commit::run(engine, commits))
+            .map_err(|e| Error::Io(format!("starting the committer thread: {e}")))?;
+        if let Ok(mut threads) = db.inner.threads.lock() {
+            threads.extend([committer, sealer]);
+        }
         Ok(db)
+    }
+
+    /// Stops the engine for a clean shutdown: writes queued so far are committed and
+    /// answered, later ones get `Closed`; stream readers end; the background threads are
+    /// joined, and a last checkpoint saves batch ids and consumer slots. Reads still work.
+    pub fn close(&self) -> Result<()> {
+        self.inner.commits.close();
+        let threads: Vec<_> = self.inner.threads.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        let mut threads = threads.into_iter();
+        // The committer first (it drains the queue), then the sealer.
+        if let Some(committer) = threads.next() {
+            let _ = committer.join();
+        }
+        self.inner.seals.close();
+        for thread in threads {
+            let _ = thread.join();
+        }
+        self.inner.stream.close();
+        self.checkpoint()
     }
 
     /// Bulk import of history (from another historian, or a benchmark's past): each
@@ -350,53 +336,49 @@ impl Tsdb {
         self.inner.seals.wait_idle();
     }
 
-    /// Writes a batch durably: when this returns `Ok`, the samples survive a crash.
+    /// Writes a batch durably, waiting on this thread: when this returns `Ok`, the
+    /// samples survive a crash. Not for async code (use `write_async`).
     pub fn write(&self, request: WriteRequest) -> Result<WriteOutcome> {
+        let (send, receive) = std::sync::mpsc::sync_channel(1);
+        self.submit(
+            request,
+            Box::new(move |outcome| {
+                let _ = send.send(outcome);
+            }),
+        )?;
+        receive.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// `write` for async callers: the committer answers the future, no thread waits.
+    /// (Series seen for the first time are registered durably on the calling thread.)
+    pub async fn write_async(&self, request: WriteRequest) -> Result<WriteOutcome> {
+        let (send, receive) = tokio::sync::oneshot::channel();
+        self.submit(
+            request,
+            Box::new(move |outcome| {
+                let _ = send.send(outcome);
+            }),
+        )?;
+        receive.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Encodes the WAL record on the caller's thread and queues it for the committer.
+    fn submit(&self, request: WriteRequest, reply: commit::Reply) -> Result<()> {
         let inner = &self.inner;
-        if let Some(batch) = &request.batch_id
-            && let Some((_, outcome)) = inner.batches.lock().map_err(|_| Error::Poisoned)?.get(batch)
-        {
-            return Ok(WriteOutcome { replayed_batch: true, ..*outcome });
-        }
         let keys: Vec<&SeriesKey> = request.series.iter().map(|(k, _)| k).collect();
         let ids = inner.series.resolve(&keys)?;
         let columns: Vec<(SeriesId, &[Sample])> =
             ids.iter().copied().zip(request.series.iter().map(|(_, s)| s.as_slice())).collect();
-        let payload = codec::encode_wal_record(request.batch_id.as_deref(), &columns);
-        let mut outcome = WriteOutcome::default();
-        let mut full = Vec::new();
-        {
-            let _gate = inner.gate.read().map_err(|_| Error::Poisoned)?;
-            let (seq, segment) = inner.wal.append(&payload)?;
-            inner.wal.sync(seq)?;
-            for (id, samples) in &columns {
-                let (inserted, len) = inner.head.insert(*id, samples, segment);
-                outcome.stored += inserted.added;
-                outcome.duplicates += inserted.duplicates;
-                outcome.replaced += inserted.replaced;
-                if len >= inner.options.chunk_samples {
-                    full.push(*id);
-                }
-            }
-        }
-        if let Some(batch) = request.batch_id.clone()
-            && let Ok(mut batches) = inner.batches.lock()
-        {
-            batches.insert(batch, (now_ms(), outcome));
-        }
-        if inner.subscribers.receiver_count() > 0 {
-            let _ =
-                inner.subscribers.send(Arc::new(Published { series: request.series, historical: request.historical }));
-        }
-        if !full.is_empty() && !inner.seals.offer(&full) {
-            self.seal(&full)?;
-        }
-        if inner.wal.total_bytes() > inner.options.wal_checkpoint_bytes {
-            // Queued seals first, so that the checkpoint never cuts a series that is full.
-            self.wait_for_seals();
-            self.checkpoint()?;
-        }
-        Ok(outcome)
+        let batch = request.batch.as_ref().map(commit::wal_batch);
+        let payload = codec::encode_wal_record(batch.as_ref(), request.historical, &columns);
+        inner.commits.push(commit::Pending {
+            ids,
+            series: request.series,
+            payload,
+            batch: request.batch,
+            historical: request.historical,
+            reply,
+        })
     }
 
     /// Writes sealed samples as chunks and rollups, each in its series' retention class.
@@ -429,7 +411,7 @@ impl Tsdb {
     /// Periodic upkeep for a running hub: bounds the WAL and applies retention.
     pub fn maintain(&self) -> Result<()> {
         self.checkpoint()?;
-        self.enforce_retention(now_ms())?;
+        self.enforce_retention(self.inner.options.clock.now_ms())?;
         Ok(())
     }
 
@@ -483,9 +465,11 @@ impl Tsdb {
     pub fn checkpoint(&self) -> Result<()> {
         let inner = &self.inner;
         let Ok(_only_one) = inner.checkpointing.try_write() else { return Ok(()) };
+        // Durable consumers of the stream pin the segments of the records they still need.
+        let consumers = inner.stream.min_slot().map_or(u64::MAX, |p| p.segment());
         let (free, boundary) = {
-            // No writer is between its WAL append and its head insert while this is held;
-            // writers after it append at or after `current`.
+            // No write is between its WAL append and its head insert while this is held;
+            // writes after it append at or after `current`.
             let _gate = inner.gate.write().map_err(|_| Error::Poisoned)?;
             let current = inner.wal.current_segment();
             let free = inner.head.min_since_segment().unwrap_or(current).min(current);
@@ -511,8 +495,9 @@ impl Tsdb {
         } else {
             free
         };
-        self.save_batches()?;
-        inner.wal.remove_before(free)?;
+        inner.batches.save(inner.options.clock.now_ms() - inner.options.batch_id_ttl_ms)?;
+        inner.stream.save_slots()?;
+        inner.wal.remove_before(free.min(consumers))?;
         Ok(())
     }
 
@@ -530,29 +515,6 @@ impl Tsdb {
             self.seal_older_than(u64::MAX, usize::MAX)?;
         }
         self.checkpoint()
-    }
-
-    fn save_batches(&self) -> Result<()> {
-        let cutoff = now_ms() - self.inner.options.batch_id_ttl_ms;
-        let mut batches = self.inner.batches.lock().map_err(|_| Error::Poisoned)?;
-        batches.retain(|_, (at, _)| *at >= cutoff);
-        let mut text = String::new();
-        for (id, (at, o)) in batches.iter() {
-            text.push_str(&format!(
-                "{at}\t{}\t{}\t{}\t{}\n",
-                o.stored,
-                o.duplicates,
-                o.replaced,
-                id.replace(['\t', '\n'], " ")
-            ));
-        }
-        let path = self.inner.dir.join("batches.log");
-        let temporary = self.inner.dir.join("batches.log.tmp");
-        std::fs::write(&temporary, text)
-            .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
-            .and_then(|()| std::fs::rename(&temporary, &path))
-            .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))?;
-        wal::sync_dir(&self.inner.dir)
     }
 
     /// Samples of a series with `from <= ts < to`, oldest first, one per timestamp.
@@ -639,11 +601,34 @@ impl Tsdb {
             .collect()
     }
 
-    /// Receives every accepted write, in write order (per series, in timestamp order
-    /// when writers send in order). A subscriber that falls behind by more than 1024
-    /// writes is told how many it missed.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Published>> {
-        self.inner.subscribers.subscribe()
+    /// Attaches the durable consumer `name` to the stream of accepted writes, reading
+    /// after `after` — the position it persisted with its state — or, for a consumer
+    /// that never ran, from the next write on. Its slot pins what it has not committed
+    /// (in memory and in the WAL, across restarts); `ConsumerBehind` if `after` is older
+    /// than what the engine still has.
+    pub fn consume(&self, name: &str, after: Option<Position>) -> Result<Consumer> {
+        if name.is_empty() || name.contains(['\t', '\n']) {
+            return Err(Error::Invalid(format!("`{name}` is not a consumer name")));
+        }
+        self.inner.stream.attach(name, after)
+    }
+
+    /// Forgets the slots of durable consumers that did not attach in this process (no
+    /// longer configured), so that they stop pinning the WAL; returns their names. A hub
+    /// calls it once every consumer it runs is attached.
+    pub fn release_unclaimed_consumers(&self) -> Vec<String> {
+        self.inner.stream.release_unclaimed()
+    }
+
+    /// A live reader of the stream: it never holds ingest back and is told when it
+    /// skipped writes. Starts at the next write.
+    pub fn live(&self) -> LiveReader {
+        self.inner.stream.live()
+    }
+
+    /// Each durable consumer: name, committed position, and records it has not committed.
+    pub fn consumers(&self) -> Vec<(String, Position, usize)> {
+        self.inner.stream.slots()
     }
 
     /// Counters for benchmarks and metrics.
@@ -679,19 +664,4 @@ pub struct Stats {
 pub struct Aggregated {
     pub buckets: Vec<Bucket>,
     pub resolution: Option<Resolution>,
-}
-
-fn load_batches(dir: &Path) -> HashMap<String, (i64, WriteOutcome)> {
-    let Ok(text) = std::fs::read_to_string(dir.join("batches.log")) else { return HashMap::new() };
-    text.lines()
-        .filter_map(|line| {
-            let mut parts = line.splitn(5, '\t');
-            let at = parts.next()?.parse().ok()?;
-            let stored = parts.next()?.parse().ok()?;
-            let duplicates = parts.next()?.parse().ok()?;
-            let replaced = parts.next()?.parse().ok()?;
-            let id = parts.next()?.to_owned();
-            Some((id, (at, WriteOutcome { stored, duplicates, replaced, replayed_batch: false })))
-        })
-        .collect()
 }

@@ -23,6 +23,8 @@ struct State {
     ordered: BTreeMap<SeriesKey, SeriesId>,
     keys: Vec<SeriesKey>,
     file: Option<File>,
+    /// A failed append could not be cut off again: nothing more is appended.
+    broken: Option<String>,
 }
 
 impl Registry {
@@ -88,36 +90,58 @@ impl Registry {
         let mut state = self.state.write().map_err(|_| Error::Poisoned)?;
         let mut appended = String::new();
         let mut ids = Vec::with_capacity(keys.len());
+        let mut new: Vec<(SeriesKey, SeriesId)> = Vec::new();
         for key in keys {
-            if let Some(id) = state.by_key.get(*key) {
+            if let Some(id) = state.by_key.get(*key).or_else(|| new.iter().find(|(k, _)| k == *key).map(|(_, id)| id)) {
                 ids.push(*id);
                 continue;
             }
             if key.asset.contains(['\t', '\n']) || key.signal.contains(['\t', '\n']) {
                 return Err(Error::Invalid(format!("series `{key}` contains a tab or newline")));
             }
-            let id = SeriesId::try_from(state.keys.len()).map_err(|_| Error::Invalid("too many series".into()))?;
+            let id = SeriesId::try_from(state.keys.len() + new.len())
+                .map_err(|_| Error::Invalid("too many series".into()))?;
             appended.push_str(&format!("{id}\t{}\t{}\n", key.asset, key.signal));
-            state.keys.push((*key).clone());
-            state.ordered.insert((*key).clone(), id);
-            state.by_key.insert((*key).clone(), id);
+            new.push(((*key).clone(), id));
             ids.push(id);
         }
-        if !appended.is_empty() {
-            if state.file.is_none() {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)
-                    .map_err(|e| Error::Io(e.to_string()))?;
-                state.file = Some(file);
-            }
-            if let Some(file) = state.file.as_mut() {
-                file.write_all(appended.as_bytes())
-                    .and_then(|()| file.sync_data())
-                    .map_err(|e| Error::Io(format!("writing {}: {e}", self.path.display())))?;
-            }
+        if new.is_empty() {
+            return Ok(ids);
+        }
+        self.append(&mut state, appended.as_bytes())?;
+        // Known only once durable: a failed append leaves no id behind that a later
+        // write could use without its line in the file.
+        for (key, id) in new {
+            state.keys.push(key.clone());
+            state.ordered.insert(key.clone(), id);
+            state.by_key.insert(key, id);
         }
         Ok(ids)
+    }
+
+    /// Appends lines and syncs them; on failure cuts the file back to where it was, so
+    /// that no later line lands behind a torn one.
+    fn append(&self, state: &mut State, lines: &[u8]) -> Result<()> {
+        if let Some(broken) = &state.broken {
+            return Err(Error::Io(format!("the series registry failed earlier ({broken}); restart the hub")));
+        }
+        if state.file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| crate::wal::io_error("opening", &self.path, &e))?;
+            state.file = Some(file);
+        }
+        let Some(file) = state.file.as_mut() else { return Err(Error::Poisoned) };
+        let before = file.metadata().map_err(|e| crate::wal::io_error("reading the size of", &self.path, &e))?.len();
+        if let Err(error) = file.write_all(lines).and_then(|()| file.sync_data()) {
+            if let Err(cut) = file.set_len(before).and_then(|()| file.sync_all()) {
+                tracing::error!(path = %self.path.display(), error = %cut, "cannot cut a failed append off the series registry");
+                state.broken = Some(cut.to_string());
+            }
+            return Err(crate::wal::io_error("writing", &self.path, &error));
+        }
+        Ok(())
     }
 }

@@ -1,46 +1,72 @@
 //! The write-ahead log: every accepted batch is appended and fsync'd before it is
-//! acknowledged. Concurrent writers share fsyncs (group commit): a writer whose record
-//! was already covered by another writer's fsync does not sync again.
+//! acknowledged. The committer appends a whole group of records with one write and one
+//! fsync (group commit).
 //!
-//! Files are `wal/<segment>.wal`, each a sequence of `[len u32][crc32 u32][payload]`; a
-//! segment is closed (fsync'd) and a new one started every `SEGMENT_BYTES`. The engine
-//! deletes whole old segments once every sample in them is sealed into chunks.
-//! A torn record at the end of the last segment (a crash mid-write) is cut off at open;
-//! a bad record anywhere else is corruption and refuses to open.
+//! Files are `wal/<segment>.wal`, each a sequence of `[len u32][crc32 u32][payload]`; the
+//! top bit of `len` marks the record format (set: the current one, with flags and batch
+//! digests; clear: the first format, still read). A segment is closed (fsync'd) and a new
+//! one started every `segment_bytes`. A record's position is its segment and its index
+//! in it. The engine deletes whole old segments once every sample in them is sealed and
+//! every durable consumer of the stream is past them.
+//!
+//! Failures leave the log as it was: a failed append is cut off again (so no later
+//! record lands behind a torn one), and after a failed fsync the segment is cut back to
+//! what was synced and closed — pages the kernel failed to write are never trusted, and
+//! the failed records are never acknowledged. If even the repair fails the log refuses
+//! every later append until the hub restarts. A torn record at the end of the last
+//! segment (a crash mid-write) is cut off at open; a bad record anywhere else is
+//! corruption and refuses to open.
 
-use crate::codec::{WalRecord, decode_wal_record};
+use crate::codec::{WalFormat, WalRecord, decode_wal_record};
 use crate::{Error, Result};
+use model::Position;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+
+/// Marks a frame of the current record format in the length field.
+const CURRENT_FORMAT: u32 = 0x8000_0000;
 
 pub(crate) struct Wal {
     dir: PathBuf,
     /// Size at which the open segment is closed and a new one started.
     segment_bytes: u64,
-    /// The open segment and the sequence number of the last appended record.
     state: Mutex<Segment>,
-    /// The sequence number known to be on disk.
-    synced: Mutex<u64>,
 }
 
 struct Segment {
-    file: Arc<File>,
+    file: File,
     number: u64,
+    /// Bytes of whole, synced records in the open segment.
     bytes: u64,
-    seq: u64,
+    /// Records in the open segment (the next one's index).
+    records: u32,
     /// Sizes of the closed segments still on disk.
     closed: std::collections::BTreeMap<u64, u64>,
+    /// Set when a failure could not be repaired: nothing more is appended.
+    failed: Option<String>,
 }
 
 fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:010}.wal"))
 }
 
+/// An I/O error with what was being done; a full disk is its own kind of error, so that
+/// callers can tell senders to keep their data and retry.
+pub(crate) fn io_error(context: &str, path: &Path, error: &std::io::Error) -> Error {
+    let text = format!("{context} {}: {error}", path.display());
+    if is_disk_full(error) { Error::DiskFull(text) } else { Error::Io(text) }
+}
+
+fn is_disk_full(error: &std::io::Error) -> bool {
+    // ENOSPC (28), EDQUOT (122) on Linux.
+    error.kind() == std::io::ErrorKind::StorageFull || matches!(error.raw_os_error(), Some(28 | 122))
+}
+
 fn io(context: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
-    let context = format!("{context} {}", path.display());
-    move |e| Error::Io(format!("{context}: {e}"))
+    let (context, path) = (context.to_owned(), path.to_owned());
+    move |e| io_error(&context, &path, &e)
 }
 
 /// Segment numbers present in `dir`, ascending.
@@ -55,43 +81,83 @@ fn segments(dir: &Path) -> Result<Vec<u64>> {
 }
 
 impl Wal {
-    /// Opens the log in `dir`, returning every record still in it with its segment
-    /// number (oldest first). New records go to a fresh segment.
-    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Wal, Vec<(u64, WalRecord)>)> {
+    /// Opens the log in `dir`, returning every record still in it with its position
+    /// (oldest first). New records go to a fresh segment.
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Wal, Vec<(Position, WalRecord)>)> {
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
         let numbers = segments(dir)?;
         let mut records = Vec::new();
         let mut closed = std::collections::BTreeMap::new();
         for (i, number) in numbers.iter().enumerate() {
             let last = i + 1 == numbers.len();
-            let mut in_segment = Vec::new();
             let path = segment_path(dir, *number);
-            read_segment(&path, last, &mut in_segment)?;
-            records.extend(in_segment.into_iter().map(|r| (*number, r)));
+            let before = records.len();
+            read_segment(&path, last, &mut records, *number)?;
+            if records.len() - before > u32::MAX as usize {
+                return Err(Error::Corrupt(format!("{} holds too many records", path.display())));
+            }
             closed.insert(*number, std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0));
         }
         let number = numbers.last().map_or(1, |n| n + 1);
         let file = create_segment(dir, number)?;
-        let state = Segment { file: Arc::new(file), number, bytes: 0, seq: 0, closed };
-        let wal = Wal { dir: dir.to_owned(), segment_bytes, state: Mutex::new(state), synced: Mutex::new(0) };
+        let state = Segment { file, number, bytes: 0, records: 0, closed, failed: None };
+        let wal = Wal { dir: dir.to_owned(), segment_bytes, state: Mutex::new(state) };
         Ok((wal, records))
     }
 
-    /// Appends one record; returns its sequence number (for `sync`) and its segment.
-    pub fn append(&self, payload: &[u8]) -> Result<(u64, u64)> {
-        let mut frame = Vec::with_capacity(payload.len() + 8);
-        frame.extend((payload.len() as u32).to_le_bytes());
-        frame.extend(crc32fast::hash(payload).to_le_bytes());
-        frame.extend(payload);
+    /// Appends records (payloads of the current format) and makes them durable with one
+    /// write and one fsync; returns their positions. On failure nothing of them remains
+    /// and the log is as it was.
+    pub fn append_durable(&self, payloads: &[&[u8]]) -> Result<Vec<Position>> {
+        let mut frames = Vec::with_capacity(payloads.iter().map(|p| p.len() + 8).sum());
+        for payload in payloads {
+            let len = u32::try_from(payload.len())
+                .ok()
+                .filter(|l| *l < CURRENT_FORMAT)
+                .ok_or_else(|| Error::Invalid("a WAL record must be smaller than 2 GiB".into()))?;
+            frames.extend((len | CURRENT_FORMAT).to_le_bytes());
+            frames.extend(crc32fast::hash(payload).to_le_bytes());
+            frames.extend_from_slice(payload);
+        }
         let mut state = self.state.lock().map_err(|_| Error::Poisoned)?;
-        if state.bytes >= self.segment_bytes {
+        if let Some(failure) = &state.failed {
+            return Err(Error::Io(format!("the telemetry WAL failed earlier ({failure}); restart the hub")));
+        }
+        if state.bytes >= self.segment_bytes || u32::MAX - state.records < payloads.len() as u32 {
             self.close_segment(&mut state)?;
         }
         let path = segment_path(&self.dir, state.number);
-        (&*state.file).write_all(&frame).map_err(io("appending to", &path))?;
-        state.bytes += frame.len() as u64;
-        state.seq += 1;
-        Ok((state.seq, state.number))
+        if let Err(error) = (&state.file).write_all(&frames) {
+            let error = io_error("appending to", &path, &error);
+            self.cut_back(&mut state, false);
+            return Err(error);
+        }
+        if let Err(error) = state.file.sync_data() {
+            // The kernel may have dropped the pages it failed to write: this segment is
+            // cut back to what was synced before and closed; the records are not acknowledged.
+            let error = io_error("syncing", &path, &error);
+            self.cut_back(&mut state, true);
+            return Err(error);
+        }
+        let first = state.records;
+        state.records += payloads.len() as u32;
+        state.bytes += frames.len() as u64;
+        Ok((0..payloads.len() as u32).map(|i| Position::new(state.number, first + i)).collect())
+    }
+
+    /// Cuts the open segment back to its synced records; after a failed fsync also
+    /// closes it. If that fails too, the log refuses further appends.
+    fn cut_back(&self, state: &mut Segment, close: bool) {
+        let path = segment_path(&self.dir, state.number);
+        let repaired = state.file.set_len(state.bytes).and_then(|()| state.file.sync_all());
+        let repaired = match repaired {
+            Ok(()) if close => self.close_segment(state).map_err(|e| std::io::Error::other(e.to_string())),
+            other => other,
+        };
+        if let Err(error) = repaired {
+            tracing::error!(path = %path.display(), %error, "cannot cut a failed append off the WAL; refusing further writes");
+            state.failed = Some(format!("cutting back {}: {error}", path.display()));
+        }
     }
 
     /// Closes the open segment (even if not full) so that it can be deleted once sealed.
@@ -103,15 +169,16 @@ impl Wal {
         Ok(())
     }
 
-    /// Closes the open segment: its records are on disk before writers move on (their
-    /// `sync` will fsync the new file).
+    /// Closes the open segment and starts the next one.
     fn close_segment(&self, state: &mut Segment) -> Result<()> {
         state.file.sync_data().map_err(io("syncing", &segment_path(&self.dir, state.number)))?;
+        let next = create_segment(&self.dir, state.number + 1)?;
         let (number, bytes) = (state.number, state.bytes);
         state.closed.insert(number, bytes);
-        state.file = Arc::new(create_segment(&self.dir, number + 1)?);
+        state.file = next;
         state.number = number + 1;
         state.bytes = 0;
+        state.records = 0;
         Ok(())
     }
 
@@ -126,21 +193,6 @@ impl Wal {
         let mut sizes: Vec<(u64, u64)> = state.closed.iter().map(|(n, b)| (*n, *b)).collect();
         sizes.push((state.number, state.bytes));
         sizes
-    }
-
-    /// Returns once record `seq` is on disk, sharing the fsync with concurrent writers.
-    pub fn sync(&self, seq: u64) -> Result<()> {
-        let mut synced = self.synced.lock().map_err(|_| Error::Poisoned)?;
-        if *synced >= seq {
-            return Ok(());
-        }
-        let (file, upto, number) = {
-            let state = self.state.lock().map_err(|_| Error::Poisoned)?;
-            (state.file.clone(), state.seq, state.number)
-        };
-        file.sync_data().map_err(io("syncing", &segment_path(&self.dir, number)))?;
-        *synced = upto;
-        Ok(())
     }
 
     pub fn total_bytes(&self) -> u64 {
@@ -161,7 +213,7 @@ impl Wal {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::Io(format!("removing {}: {e}", path.display()))),
+                Err(e) => return Err(io_error("removing", &path, &e)),
             }
         }
         if let Ok(mut state) = self.state.lock() {
@@ -185,14 +237,16 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io("syncing directory", dir))
 }
 
-fn read_segment(path: &Path, last: bool, records: &mut Vec<WalRecord>) -> Result<()> {
+fn read_segment(path: &Path, last: bool, records: &mut Vec<(Position, WalRecord)>, number: u64) -> Result<()> {
     let mut bytes = Vec::new();
     File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io("reading", path))?;
     let mut at = 0usize;
+    let mut index = 0u32;
     while at < bytes.len() {
         match frame_at(&bytes, at) {
-            Some((payload, next)) => {
-                records.push(decode_wal_record(payload)?);
+            Some((payload, format, next)) => {
+                records.push((Position::new(number, index), decode_wal_record(payload, format)?));
+                index = index.wrapping_add(1);
                 at = next;
             }
             None if last => {
@@ -207,11 +261,15 @@ fn read_segment(path: &Path, last: bool, records: &mut Vec<WalRecord>) -> Result
     Ok(())
 }
 
-/// The payload of the frame at `at` and the offset after it, if the frame is whole and its checksum matches.
-fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let header = bytes.get(at..at + 8)?;
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+/// The payload of the frame at `at`, its format and the offset after it, if the frame is
+/// whole and its checksum matches.
+fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], WalFormat, usize)> {
+    let header = bytes.get(at..at.checked_add(8)?)?;
+    let raw = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    let payload = bytes.get(at + 8..at + 8 + len)?;
-    (crc32fast::hash(payload) == crc).then_some((payload, at + 8 + len))
+    let format = if raw & CURRENT_FORMAT != 0 { WalFormat::Current } else { WalFormat::First };
+    let len = (raw & !CURRENT_FORMAT) as usize;
+    let end = at.checked_add(8)?.checked_add(len)?;
+    let payload = bytes.get(at + 8..end)?;
+    (crc32fast::hash(payload) == crc).then_some((payload, format, end))
 }

@@ -69,9 +69,16 @@ impl Harness {
             tokens.insert(role, issued.secret);
         }
         let tsdb = tsdb::Tsdb::open(&dir.path().join("telemetry"), tsdb::TsdbOptions::default()).expect("open tsdb");
-        let telemetry = Arc::new(api::Telemetry::new(tsdb.clone(), api::telemetry::DEFAULT_MAX_FUTURE_MS));
-        telemetry.reload(&store).await.expect("catalogue");
-        options.telemetry = Some(telemetry);
+        let clock = options.clock.clone();
+        let ingest = ingest::Ingest::open(tsdb.clone(), store.clone(), clock, ingest::DEFAULT_MAX_FUTURE_MS)
+            .await
+            .expect("ingest service");
+        // Record changes reach the catalogue over the bus, as in a hub.
+        let bus: bus::BusRef = Arc::new(bus::InProcessBus::new());
+        let changes = bus.subscribe(ingest::CATALOG_SUBJECTS).await.expect("subscribe");
+        tokio::spawn(ingest.clone().watch_records(changes));
+        tokio::spawn(store::feed::relay(store.clone(), bus, options.shutdown.clone()));
+        options.ingest = Some(ingest);
         let app = api::app(store.clone(), options);
         Self { app, store, tokens, fleet, tsdb, _dir: dir }
     }

@@ -438,3 +438,151 @@ async fn the_live_stream_pushes_new_samples() {
     let text = String::from_utf8_lossy(&chunk);
     assert!(text.contains("event: historical") && text.contains("6.25"), "{text}");
 }
+
+/// A device token of another tenant, bound to `asset`.
+async fn device_token_for(h: &Harness, asset: &str) -> String {
+    let issued =
+        api::auth::issue_bound_token("other gateway", Role::Device, None, vec![asset.to_owned()]).expect("issue");
+    h.store.create_token("test", issued.record).await.expect("store token");
+    issued.secret
+}
+
+#[tokio::test]
+async fn batch_ids_belong_to_their_sender_and_a_reused_id_with_other_content_is_refused() {
+    let h = Harness::new().await;
+    let t = now_ms() - 10_000;
+    let other = device_token_for(&h, FOREIGN_PUMP).await;
+    let mine = json!({"batch_id": "gw-1", "series": [series(PUMP, "flow", vec![t], vec![json!(1.5)])]});
+    let theirs = json!({"batch_id": "gw-1", "series": [series(FOREIGN_PUMP, "flow", vec![t], vec![json!(2.5)])]});
+    assert_eq!(post_json(&h, Role::Device, "/api/v1/telemetry", &mine).await.body["stored"], 1);
+    // Another tenant's gateway using the same id is another batch: stored, not "replayed".
+    let reply = h.call(Method::POST, "/api/v1/telemetry", Some(&other), Some(&theirs)).await;
+    assert_eq!((reply.body["stored"].as_u64(), reply.body["replayed_batch"].as_bool()), (Some(1), Some(false)));
+    // The first sender reusing its id for other data is told so, and nothing is written.
+    let changed = json!({"batch_id": "gw-1", "series": [series(PUMP, "flow", vec![t + 1000], vec![json!(9.0)])]});
+    let reply = post_json(&h, Role::Device, "/api/v1/telemetry", &changed).await;
+    assert_eq!((reply.status, reply.error_code().as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "batch_id_reused"));
+    assert!(reply.body["error"]["message"].as_str().is_some_and(|m| m.contains("nothing was written")));
+    // A true retry is still a retry.
+    let retry = post_json(&h, Role::Device, "/api/v1/telemetry", &mine).await;
+    assert_eq!((retry.body["replayed_batch"].as_bool(), retry.body["stored"].as_u64()), (Some(true), Some(1)));
+    let stored = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/telemetry/range?asset={PUMP}&signal=flow&from={t}&to={}", t + 5000),
+            Some(h.token(Role::Admin)),
+            None,
+        )
+        .await;
+    assert_eq!(stored.body["samples"]["values"], json!([1.5]));
+    // Two line-protocol clients both numbering their batches `1` both keep their data.
+    for (token, asset) in [(h.token(Role::Device).to_owned(), PUMP), (other.clone(), FOREIGN_PUMP)] {
+        let body = format!("flow,asset={asset} value=3.25 {}\n", (t + 2000) * 1_000_000);
+        let reply =
+            h.call_with(Method::POST, "/api/v1/write?batch_id=1", Some(&token), Some(body.into_bytes()), &[]).await;
+        assert_eq!((reply.body["stored"].as_u64(), reply.body["replayed_batch"].as_bool()), (Some(1), Some(false)));
+    }
+}
+
+/// Posts one sample until the hub answers with `want` stored (the catalogue follows
+/// record changes over the bus, within milliseconds); panics after 10 s.
+async fn eventually_stored(h: &Harness, body: &Value, want: u64) -> crate::harness::Reply {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let reply = post_json(h, Role::Device, "/api/v1/telemetry", body).await;
+        if reply.body["stored"].as_u64() == Some(want) || std::time::Instant::now() > deadline {
+            return reply;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_catalogue_follows_new_signals_changed_ranges_and_deleted_assets() {
+    let h = Harness::new().await;
+    let admin = Some(h.token(Role::Admin));
+    let t = now_ms() - 10_000;
+    let new_pump = "acme/plant-1/line-1/p-999";
+    let asset = json!({"id": new_pump, "name": "P-999", "model": "cp200"});
+    let body = Some(asset.to_string().into_bytes());
+    let created = h.call_with(Method::POST, "/api/v1/assets", admin, body, &[("idempotency-key", "p-999")]).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let on_new_pump = json!({"series": [series(new_pump, "flow", vec![t], vec![json!(4.0)])]});
+    assert_eq!(eventually_stored(&h, &on_new_pump, 1).await.body["stored"], 1, "a new asset is accepted");
+
+    // A new signal in the model, and a narrower physical range for an existing one.
+    let model = h.call(Method::GET, "/api/v1/asset-models/cp200", admin, None).await;
+    let version = model.body["version"].as_i64().expect("version").to_string();
+    let mut record = model.body["data"].clone();
+    let signals = record["signal"].as_array_mut().expect("signals");
+    signals.push(json!({"name": "seal_leak_rate", "unit": "ml/h", "kind": "analog", "physical_min": 0.0}));
+    for signal in signals.iter_mut().filter(|s| s["name"] == "bearing_vibration_rms") {
+        signal["physical_max"] = json!(20.0);
+    }
+    let put = h
+        .call_with(
+            Method::PUT,
+            "/api/v1/asset-models/cp200",
+            admin,
+            Some(record.to_string().into_bytes()),
+            &[("if-match", &format!("\"{version}\""))],
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let new_signal = json!({"series": [series(PUMP, "seal_leak_rate", vec![t], vec![json!(0.5)])]});
+    assert_eq!(eventually_stored(&h, &new_signal, 1).await.body["stored"], 1, "the new signal is accepted");
+    let too_high = json!({"series": [series(PUMP, "bearing_vibration_rms", vec![t], vec![json!(25.0)])]});
+    let reply = post_json(&h, Role::Device, "/api/v1/telemetry", &too_high).await;
+    assert_eq!(reply.body["rejected"][0]["code"], "out_of_range", "the new range applies: {}", reply.body);
+
+    // A deleted asset accepts nothing more.
+    let deleted = h.call(Method::DELETE, &format!("/api/v1/assets/{new_pump}"), admin, None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+    let later = json!({"series": [series(new_pump, "flow", vec![t + 1000], vec![json!(4.5)])]});
+    let reply = eventually_stored(&h, &later, 0).await;
+    assert_eq!(reply.body["rejected"][0]["code"], "unknown_asset", "{}", reply.body);
+}
+
+#[tokio::test]
+async fn raw_windows_are_bounded_and_times_are_checked() {
+    let h = Harness::new().await;
+    let viewer = Some(h.token(Role::CustomerViewer));
+    let everything = format!("/api/v1/telemetry/asset?asset={PUMP}&from=0&to=9223372036854775807");
+    let reply = h.call(Method::GET, &everything, viewer, None).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    let message = reply.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("at most 24 hours") && message.contains("bucket_ms"), "{message}");
+    assert_eq!(reply.body["error"]["details"]["max_window_ms"], 86_400_000);
+    let raw = format!("/api/v1/telemetry/range?asset={PUMP}&signal=flow&from=0&to=9223372036854775807");
+    assert_eq!(h.call(Method::GET, &raw, viewer, None).await.status, StatusCode::BAD_REQUEST);
+    // Aggregated, a long range is fine (as long as the buckets are not absurdly many).
+    let day = 86_400_000i64;
+    let aggregated =
+        format!("/api/v1/telemetry/range?asset={PUMP}&signal=flow&from={}&bucket_ms={day}", now_ms() - 365 * day);
+    assert_eq!(h.call(Method::GET, &aggregated, viewer, None).await.status, StatusCode::OK);
+    let tiny = format!("/api/v1/telemetry/range?asset={PUMP}&signal=flow&from=0&to=9223372036854775807&bucket_ms=1");
+    assert_eq!(h.call(Method::GET, &tiny, viewer, None).await.status, StatusCode::BAD_REQUEST);
+    // Arithmetic on the caller's numbers never overflows.
+    for query in ["to=-9223372036854775808", "from=-9223372036854775808&to=9223372036854775807"] {
+        let uri = format!("/api/v1/telemetry/asset?asset={PUMP}&{query}");
+        assert_eq!(h.call(Method::GET, &uri, viewer, None).await.status, StatusCode::BAD_REQUEST, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn the_live_stream_ends_when_the_hub_shuts_down() {
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let h = Harness::with_options(api::AppOptions { shutdown: shutdown.clone(), ..Default::default() }).await;
+    let request = axum::http::Request::builder()
+        .uri(format!("/api/v1/telemetry/stream?asset={PUMP}"))
+        .header("authorization", format!("Bearer {}", h.token(Role::Technician)))
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let response = h.app.clone().oneshot(request).await.expect("response");
+    let mut body = response.into_body().into_data_stream();
+    shutdown.cancel();
+    let end = tokio::time::timeout(std::time::Duration::from_secs(10), body.next()).await.expect("ends in time");
+    assert!(end.is_none(), "the stream ended");
+}

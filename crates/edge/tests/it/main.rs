@@ -5,6 +5,8 @@
 mod modbus;
 mod mqtt;
 mod opcua;
+#[path = "../../../../tests/support/small_disk.rs"]
+mod small_disk;
 mod spool;
 
 /// Logs of the code under test on stderr when `TREATY_TEST_LOG` is set (e.g. `debug`).

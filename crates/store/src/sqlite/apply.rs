@@ -42,7 +42,7 @@ pub(super) fn append_audit(
     id: &str,
     before: Option<String>,
     after: Option<String>,
-) -> Result<()> {
+) -> Result<u64> {
     let (seq, prev_hash) = match audit_anchor(tx)? {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS_HASH.to_owned()),
@@ -79,7 +79,7 @@ pub(super) fn append_audit(
         "INSERT INTO meta (key, value) VALUES ('audit_head', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [format!("{}:{}", entry.seq, entry.hash)],
     )?;
-    Ok(())
+    Ok(entry.seq)
 }
 
 struct Current {

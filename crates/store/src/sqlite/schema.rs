@@ -70,4 +70,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE token ADD COLUMN assets TEXT NOT NULL DEFAULT '[]';
     "#,
+    // 3: field events are de-duplicated by (actor, event id) through an index of their
+    // own instead of a scan of the audit log inside the write transaction.
+    r#"
+    CREATE TABLE field_event (
+        actor TEXT NOT NULL,
+        event TEXT NOT NULL,
+        audit_seq INTEGER NOT NULL,
+        PRIMARY KEY (actor, event)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO field_event (actor, event, audit_seq)
+        SELECT actor, json_extract(after, '$.event'), seq FROM audit
+        WHERE action LIKE 'device.%' AND json_extract(after, '$.event') IS NOT NULL;
+    "#,
 ];

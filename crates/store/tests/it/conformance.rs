@@ -287,16 +287,24 @@ pub async fn deferred_integrity_within_a_batch(store: RecordStoreRef) {
 
 pub async fn field_events_are_audited_once(store: RecordStoreRef) {
     let event = json!({"event": "gw-1/interlock/1", "interlock": "stop on heat", "address": 5, "value": 1.0});
-    let first = store.record_event("token:gw", "device.interlock", "asset", "acme/p/l/p-1", event.clone()).await;
-    assert!(first.expect("record"), "a new event is recorded");
-    let again = store.record_event("token:gw", "device.interlock", "asset", "acme/p/l/p-1", event.clone()).await;
-    assert!(!again.expect("record"), "a retried event adds nothing");
+    let head = store.audit_head().await.expect("head");
+    let commits = store.commits();
+    let record = |actor: &'static str, id: &'static str, details: serde_json::Value| {
+        let store = store.clone();
+        async move { store.record_event(actor, "device.interlock", "asset", "acme/p/l/p-1", id, details).await }
+    };
+    assert!(record("token:gw", "gw-1/interlock/1", event.clone()).await.expect("record"), "a new event is recorded");
+    assert!(commits.has_changed().expect("watch"), "a commit is signalled");
+    assert!(!record("token:gw", "gw-1/interlock/1", event.clone()).await.expect("record"), "a retry adds nothing");
     let other = json!({"event": "gw-1/interlock/2"});
-    assert!(store.record_event("token:gw", "device.interlock", "asset", "acme/p/l/p-1", other).await.expect("record"));
+    assert!(record("token:gw", "gw-1/interlock/2", other).await.expect("record"));
+    // Event ids are the sender's: another gateway's event with the same id is its own.
+    assert!(record("token:gw-2", "gw-1/interlock/1", event.clone()).await.expect("record"));
     let entries = store.audit(0, 100).await.expect("audit");
     let events: Vec<_> = entries.iter().filter(|e| e.action == "device.interlock").collect();
-    assert_eq!(events.len(), 2);
+    assert_eq!(events.len(), 3);
     assert_eq!((events[0].actor.as_str(), events[0].id.as_str()), ("token:gw", "acme/p/l/p-1"));
     assert_eq!(events[0].after.as_ref(), Some(&event));
+    assert_eq!(store.audit_head().await.expect("head"), head + 3);
     assert!(store.verify_audit().await.expect("verify").problems.is_empty(), "events are part of the hash chain");
 }

@@ -2,6 +2,8 @@
 
 mod edge;
 mod sim;
+#[path = "../../../../tests/support/small_disk.rs"]
+mod small_disk;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -370,4 +372,109 @@ fn acknowledged_telemetry_survives_sigkill_of_the_hub() {
         );
         assert!(server.terminate().success());
     }
+}
+
+/// A client on the live stream does not hold a shutdown up: SIGTERM ends the stream, the
+/// hub exits within its grace period, and the last checkpoint runs (the batch ids it
+/// saves are on disk).
+#[test]
+fn a_connected_live_stream_does_not_delay_sigterm_and_the_hub_checkpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8");
+    let token = "trt_shutdown-test-admin-token-0123456789ab";
+    let server = Server::start(data, Some(token));
+    let asset = "acme/plant-1/line-1/p-101";
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let body = serde_json::json!({"batch_id": "before-shutdown", "series": [
+        {"asset": asset, "signal": "flow", "timestamps": [now - 1000], "values": [5.5]}]})
+    .to_string();
+    let (status, reply) = http_post(&server.address, "/api/v1/telemetry", token, &body).expect("post");
+    assert_eq!(status, 200, "{reply}");
+    let mut stream = TcpStream::connect(&server.address).expect("connect");
+    write!(
+        stream,
+        "GET /api/v1/telemetry/stream?asset={asset} HTTP/1.1\r\nHost: treaty\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .expect("request");
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).expect("response head");
+    assert_eq!(&head, b"HTTP/1.1 200", "the stream is open");
+    let started = Instant::now();
+    let mut server = server;
+    Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().expect("kill");
+    let status = loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(8), "the hub is still running 8 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let batches = std::fs::read_to_string(dir.path().join("telemetry/batches.log")).expect("checkpointed batch ids");
+    assert!(batches.contains("before-shutdown"), "{batches}");
+}
+
+/// A full disk, for the whole hub: telemetry is refused with 507 and a message that says
+/// so (gateways keep their spool), nothing half-written stays behind, and once there is
+/// room again every acknowledged batch survives a SIGKILL.
+#[test]
+fn a_full_disk_is_refused_with_507_and_acknowledged_telemetry_survives_sigkill() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let disk = small_disk::SmallDisk::mount(&root.path().join("disk"), "48m");
+    let data = disk.0.join("data");
+    let data = data.to_str().expect("utf-8");
+    let token = "trt_disk-full-test-admin-token-0123456789";
+    let asset = "acme/plant-1/line-1/p-101";
+    let t0 = 1_700_000_000_000_i64;
+    let body = |n: i64| {
+        let timestamps: Vec<i64> = (0..500).map(|k| t0 + (n * 500 + k) * 1000).collect();
+        let values: Vec<f64> = (0..500).map(|k| ((n * 500 + k) % 100) as f64 / 4.0).collect();
+        serde_json::json!({"batch_id": format!("b{n}"), "series": [
+            {"asset": asset, "signal": "flow", "timestamps": timestamps, "values": values}]})
+        .to_string()
+    };
+    let server = Server::start(data, Some(token));
+    let mut acknowledged = Vec::new();
+    let post = |n: i64| http_post(&server.address, "/api/v1/telemetry", token, &body(n)).expect("post");
+    assert_eq!(post(0).0, 200);
+    acknowledged.push(0);
+    let filler = disk.fill(2000);
+    let mut refused = 0;
+    for n in 1..5 {
+        let (status, reply) = post(n);
+        match status {
+            507 => {
+                assert!(reply.contains("disk_full") && reply.contains("disk is full"), "{reply}");
+                refused += 1;
+            }
+            200 => acknowledged.push(n),
+            other => panic!("expected 507 from a full disk, got {other}: {reply}"),
+        }
+    }
+    assert!(refused >= 3, "the disk should have been full");
+    std::fs::remove_file(filler).expect("free the disk");
+    for n in 5..8 {
+        let (status, reply) = post(n);
+        assert_eq!(status, 200, "once there is room again: {reply}");
+        acknowledged.push(n);
+    }
+    let mut server = server;
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().expect("reap");
+    let server = Server::start_with(data, Some(token), false);
+    let to = t0 + 8 * 500 * 1000;
+    let (status, reply) =
+        server.get(&format!("/api/v1/telemetry/range?asset={asset}&signal=flow&from={t0}&to={to}"), token);
+    assert_eq!(status, 200, "{reply}");
+    let reply: serde_json::Value = serde_json::from_str(&reply).expect("json");
+    let stored: std::collections::BTreeSet<i64> = reply["samples"]["timestamps"]
+        .as_array()
+        .expect("timestamps")
+        .iter()
+        .filter_map(|t| Some((t.as_i64()? - t0) / 1000 / 500))
+        .collect();
+    assert_eq!(stored.into_iter().collect::<Vec<_>>(), acknowledged, "every acknowledged batch, and only those");
+    assert!(server.terminate().success());
 }

@@ -22,7 +22,7 @@ fn options() -> TsdbOptions {
 }
 
 fn write(db: &Tsdb, series: Vec<(SeriesKey, Vec<Sample>)>) {
-    db.write(WriteRequest { batch_id: None, series, historical: false }).expect("write");
+    db.write(WriteRequest { batch: None, series, historical: false }).expect("write");
 }
 
 /// A small deterministic generator (no test may depend on luck).

@@ -4,14 +4,15 @@
 use crate::datasets::{SIGNALS_PER_ASSET, asset_path, signal_name};
 use crate::http::Client;
 use anyhow::Context;
+use ingest::Catalog;
 use model::sample::{Sample, SeriesKey};
 use model::{Entity, Kind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tsdb::{Catalog, Tsdb, TsdbOptions, WriteRequest};
+use tsdb::{BatchId, Tsdb, WriteRequest};
 
-/// A running hub on a fresh data directory.
+/// A running hub on a fresh data directory, started as `treaty serve` starts one.
 pub struct Hub {
     pub dir: PathBuf,
     pub tsdb: Tsdb,
@@ -20,7 +21,18 @@ pub struct Hub {
     pub token: String,
     /// Calls of `ingest_in_process`, to keep batch ids unique.
     rounds: std::sync::atomic::AtomicUsize,
-    _runtime: tokio::runtime::Runtime,
+    running: Option<::hub::RunningHub>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take()
+            && let Err(error) = self.runtime.block_on(running.shutdown())
+        {
+            tracing::warn!(error = %format!("{error:#}"), "the benchmark hub did not stop cleanly");
+        }
+    }
 }
 
 fn entities(assets: usize) -> anyhow::Result<Vec<Entity>> {
@@ -58,9 +70,8 @@ impl Hub {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let entities = entities(assets)?;
         let catalog = Arc::new(Catalog::from_entities(&entities));
-        let tsdb = Tsdb::open(&dir.join("telemetry"), TsdbOptions::default())?;
-        let (address, token) = runtime.block_on(async {
-            let store: store::RecordStoreRef = Arc::new(store::SqliteStore::open(dir)?);
+        let (running, token) = runtime.block_on(async {
+            let store = ::hub::open_store(dir)?;
             if !reuse {
                 let batch = store::WriteBatch {
                     actor: "bench".into(),
@@ -71,15 +82,21 @@ impl Hub {
             }
             let issued = api::auth::issue_token("bench", model::Role::Admin, None).map_err(anyhow::Error::msg)?;
             store.create_token("bench", issued.record).await?;
-            let telemetry = Arc::new(api::Telemetry::new(tsdb.clone(), api::telemetry::DEFAULT_MAX_FUTURE_MS));
-            telemetry.reload(&store).await.map_err(|e| anyhow::anyhow!(e.message))?;
-            let app = api::app(store, api::AppOptions { telemetry: Some(telemetry), ..Default::default() });
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let address = listener.local_addr()?.to_string();
-            tokio::spawn(async move { axum::serve(listener, app).await });
-            anyhow::Ok((address, issued.secret))
+            let running = ::hub::Hub::start(::hub::HubOptions::new(dir.to_owned()), store).await?;
+            anyhow::Ok((running, issued.secret))
         })?;
-        Ok(Hub { dir: dir.to_owned(), tsdb, catalog, address, token, rounds: Default::default(), _runtime: runtime })
+        let tsdb = running.ingest.tsdb().clone();
+        let address = running.address.to_string();
+        Ok(Hub {
+            dir: dir.to_owned(),
+            tsdb,
+            catalog,
+            address,
+            token,
+            rounds: Default::default(),
+            running: Some(running),
+            runtime,
+        })
     }
 
     /// In-process ingest: validation against the catalogue plus a durable engine write,
@@ -99,8 +116,11 @@ impl Hub {
                             let (accepted, rejected) = self.catalog.validate(batch.clone(), i64::MAX / 2, 0);
                             anyhow::ensure!(rejected.is_empty(), "{} samples rejected", rejected.len());
                             // Batch ids must be unique across calls, or later calls would be replays.
-                            let batch_id = Some(format!("r{round}-b{i}"));
-                            self.tsdb.write(WriteRequest { batch_id, series: accepted, historical: false })?;
+                            let mut digest = [0u8; 32];
+                            digest[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                            let id = format!("r{round}-b{i}");
+                            let batch = Some(BatchId { scope: "bench".into(), id, digest });
+                            self.tsdb.write(WriteRequest { batch, series: accepted, historical: false })?;
                         }
                         Ok(())
                     })

@@ -52,7 +52,12 @@ impl TlsListener {
         tokio::spawn(async move {
             loop {
                 let Ok(slot) = slots.clone().acquire_owned().await else { return };
-                let (stream, peer) = match listener.accept().await {
+                // Ends with the listener: once axum drops it (shutdown), the port closes.
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    () = send.closed() => return,
+                };
+                let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
                         tracing::warn!(%error, "accepting a connection failed");
