@@ -116,7 +116,10 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     require(&principal, Action::ManageTokens)?;
-    if state.store.revoke_token(&principal.actor, &id).await? {
+    let revoked = state.store.revoke_token(&principal.actor, &id).await?;
+    // Whoever used it is no longer trusted from memory.
+    state.auth.forget();
+    if revoked {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no active token with id `{id}`")))

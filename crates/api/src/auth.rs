@@ -3,8 +3,12 @@
 //! A token is `trt_` + 64 hex characters of randomness. The store keeps only its
 //! argon2id hash, found by a public id derived from the token (a truncated SHA-256,
 //! which reveals nothing usable about a 256-bit secret). Argon2 is deliberately slow,
-//! so a successful verification is remembered in memory by the token's SHA-256; the
-//! token record itself is re-read on every request, so revocation is immediate.
+//! and gateways send many small requests, so an authenticated token is remembered in
+//! memory by its SHA-256 with the principal it names, for at most `REMEMBER`. Any change
+//! to tokens forgets everything remembered: a revocation through the API at once, one
+//! made by the CLI in another process as soon as the record feed relays it (the hub
+//! calls `forget` on every `records.token.*` event, within about a second), and
+//! `REMEMBER` bounds the rest.
 
 use crate::error::ApiError;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
@@ -17,8 +21,11 @@ use store::{RecordStoreRef, TokenRecord};
 /// The shortest token accepted from an operator (e.g. `TREATY_ADMIN_TOKEN`).
 pub const MIN_TOKEN_LEN: usize = 32;
 
-/// Bound on remembered verifications; the cache is cleared when it is full.
+/// Bound on remembered tokens; the cache is cleared when it is full.
 const CACHE_LIMIT: usize = 10_000;
+
+/// How long an authenticated token is trusted without reading its record again.
+const REMEMBER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A freshly issued token: the secret (shown once) and the record to store.
 pub struct IssuedToken {
@@ -99,16 +106,21 @@ fn hex(bytes: &[u8]) -> String {
 /// Verifies bearer tokens against the store.
 pub struct Authenticator {
     store: RecordStoreRef,
-    /// SHA-256 of a verified token -> the argon2 hash it was verified against.
-    verified: Mutex<HashMap<[u8; 32], String>>,
+    /// SHA-256 of a token -> what it authenticated as, and when its record was read.
+    remembered: Mutex<HashMap<[u8; 32], (Principal, std::time::Instant)>>,
+    /// Argon2id verifications at once (one per core): each takes 19 MiB and a core for
+    /// tens of milliseconds, so many connections presenting a token at the same moment
+    /// (gateways reconnecting, or a flood of wrong tokens) cannot exhaust memory.
+    verifying: tokio::sync::Semaphore,
 }
 
 impl Authenticator {
     pub fn new(store: RecordStoreRef) -> Self {
-        Self { store, verified: Mutex::new(HashMap::new()) }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self { store, remembered: Mutex::new(HashMap::new()), verifying: tokio::sync::Semaphore::new(cores) }
     }
 
-    /// The principal behind an `Authorization` header value, or 401.
+    /// Resolves an `Authorization` header to a principal, or 401.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, ApiError> {
         let Some(header) = header else {
             return Err(ApiError::unauthorized("missing `Authorization: Bearer <token>` header"));
@@ -116,41 +128,54 @@ impl Authenticator {
         let Some(secret) = header.strip_prefix("Bearer ").map(str::trim) else {
             return Err(ApiError::unauthorized("the Authorization header must be `Bearer <token>`"));
         };
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        if let Some(principal) = self.recall(&digest) {
+            return Ok(principal);
+        }
         let invalid = || ApiError::unauthorized("invalid or revoked token");
+        let _turn = self.verifying.acquire().await.map_err(ApiError::internal)?;
+        // Another request with the same token may have verified it while this one waited.
+        if let Some(principal) = self.recall(&digest) {
+            return Ok(principal);
+        }
         let record = self.store.token(&token_id(secret)).await.map_err(ApiError::from)?.ok_or_else(invalid)?;
-        if record.revoked_at.is_some() {
+        if record.revoked_at.is_some() || !verify(secret, &record.hash).await {
             return Err(invalid());
         }
-        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        if !self.remembered(&digest, &record.hash) {
-            if !verify(secret, &record.hash).await {
-                return Err(invalid());
-            }
-            self.remember(digest, record.hash.clone());
-        }
-        Ok(Principal {
+        let principal = Principal {
             actor: format!("token:{} ({})", record.id, record.name),
             role: record.role,
             customer: record.customer,
             assets: record.assets,
-        })
+        };
+        self.remember(digest, principal.clone());
+        Ok(principal)
     }
 
-    fn remembered(&self, digest: &[u8; 32], hash: &str) -> bool {
-        self.verified.lock().map(|cache| cache.get(digest).is_some_and(|h| h == hash)).unwrap_or(false)
+    /// Forgets every remembered token: the next request of each reads its record again.
+    /// Called whenever tokens change.
+    pub fn forget(&self) {
+        if let Ok(mut cache) = self.remembered.lock() {
+            cache.clear();
+        }
     }
 
-    fn remember(&self, digest: [u8; 32], hash: String) {
-        if let Ok(mut cache) = self.verified.lock() {
+    fn recall(&self, digest: &[u8; 32]) -> Option<Principal> {
+        let cache = self.remembered.lock().ok()?;
+        let (principal, at) = cache.get(digest)?;
+        (at.elapsed() < REMEMBER).then(|| principal.clone())
+    }
+
+    fn remember(&self, digest: [u8; 32], principal: Principal) {
+        if let Ok(mut cache) = self.remembered.lock() {
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(digest, hash);
+            cache.insert(digest, (principal, std::time::Instant::now()));
         }
     }
 }
 
-/// Argon2 verification off the async threads: it takes tens of milliseconds on purpose.
 async fn verify(secret: &str, hash: &str) -> bool {
     let (secret, hash) = (secret.to_owned(), hash.to_owned());
     tokio::task::spawn_blocking(move || Argon2::default().verify_password(secret.as_bytes(), hash.as_str()).is_ok())

@@ -47,6 +47,8 @@ pub struct AppState {
     pub clock: ClockRef,
     /// Cancelled when the hub shuts down: long-lived responses (SSE) end.
     pub shutdown: CancellationToken,
+    pub body_limit: usize,
+    pub telemetry_body_limit: usize,
 }
 
 /// Knobs for `app`.
@@ -87,20 +89,33 @@ pub fn describe_metrics() {
 
 /// The whole HTTP surface.
 pub fn app(store: RecordStoreRef, options: AppOptions) -> Router {
-    let state = Arc::new(AppState {
+    router(state(store, options))
+}
+
+/// What the handlers share, for callers that also act on it (the hub forgets remembered
+/// tokens when tokens change).
+pub fn state(store: RecordStoreRef, options: AppOptions) -> Arc<AppState> {
+    Arc::new(AppState {
         auth: auth::Authenticator::new(store.clone()),
         store,
         metrics: options.metrics,
         ingest: options.ingest,
         clock: options.clock,
         shutdown: options.shutdown,
-    });
+        body_limit: options.body_limit,
+        telemetry_body_limit: options.telemetry_body_limit,
+    })
+}
+
+/// The router over a state made by `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    let (body_limit, telemetry_body_limit) = (state.body_limit, state.telemetry_body_limit);
     let document = Arc::new(openapi::document());
     let telemetry_writes = Router::new()
         .route("/api/v1/telemetry", axum::routing::post(telemetry::write_json))
         .route("/api/v1/write", axum::routing::post(telemetry::write_line_protocol))
         .route("/api/v1/events", axum::routing::post(telemetry::record_event))
-        .route_layer(DefaultBodyLimit::max(options.telemetry_body_limit));
+        .route_layer(DefaultBodyLimit::max(telemetry_body_limit));
     let authenticated = Router::new()
         .merge(telemetry_writes)
         .route("/api/v1/telemetry/range", get(telemetry::range))
@@ -122,7 +137,7 @@ pub fn app(store: RecordStoreRef, options: AppOptions) -> Router {
     authenticated
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .layer(DefaultBodyLimit::max(options.body_limit))
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(ops::json_errors))
         .layer(axum::middleware::from_fn(ops::http_metrics))
         .layer(tower_http::trace::TraceLayer::new_for_http())

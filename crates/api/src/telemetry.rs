@@ -8,15 +8,17 @@
 //! its reason. A device token may write only the assets it is bound to: one foreign
 //! series refuses the whole batch (403).
 
+mod batch;
 mod events;
 mod read;
 mod stream;
 mod write;
 
+pub use batch::{Decoded, decode_batch, decode_with_serde};
 pub use events::record_event;
 pub use read::{MAX_COUNTER_WINDOW_MS, MAX_RAW_WINDOW_MS, asset_window, counter, latest, range};
 pub use stream::stream;
-pub use write::{Decoded, decode_batch, write_json, write_line_protocol};
+pub use write::{write_json, write_line_protocol};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};

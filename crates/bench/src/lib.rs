@@ -12,6 +12,7 @@ pub mod memory;
 pub mod outage;
 mod peers;
 pub mod query;
+pub mod senders;
 mod treaty_hub;
 
 use datasets::Dataset;
@@ -35,6 +36,9 @@ pub struct TelemetryBench {
     pub data_dir: PathBuf,
     /// Peers to run: any of `vm`, `influx`, `pg`.
     pub peers: Vec<String>,
+    /// Also measure many senders of small batches against a `treaty serve` process
+    /// (this binary) and the peers (`senders`).
+    pub senders: Option<senders::SendersBench>,
 }
 
 pub(crate) fn dir_bytes(dir: &Path) -> u64 {
@@ -222,6 +226,10 @@ pub fn run(bench: &TelemetryBench) -> anyhow::Result<String> {
             per(pg),
             ratio
         ));
+    }
+    if let Some(senders) = &bench.senders {
+        report.push('\n');
+        report.push_str(&senders::run(senders)?);
     }
     Ok(report)
 }

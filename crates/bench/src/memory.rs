@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-const SIGNALS: usize = 20;
+pub(crate) const SIGNALS: usize = 20;
 const TOKEN: &str = "trt_memory-benchmark-token-0123456789abcdef";
 
 pub struct MemoryBench {
@@ -83,43 +83,66 @@ pub(crate) fn status_kib(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-pub fn run(bench: &MemoryBench) -> anyhow::Result<String> {
-    let dir = bench.work_dir.join("memory");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let assets = bench.series.div_ceil(SIGNALS);
-    let fleet = dir.join("fleet.toml");
-    std::fs::write(&fleet, fleet_file(assets))?;
-    let data = dir.join("data");
-    let data_arg = data.to_str().context("work dir is not UTF-8")?;
-    let import = Command::new(&bench.treaty)
-        .args(["import", "--data-dir", data_arg])
-        .arg(&fleet)
-        .output()
-        .context("running treaty import")?;
-    if !import.status.success() {
-        bail!("treaty import failed: {}", String::from_utf8_lossy(&import.stderr));
-    }
-    let mut child = Command::new(&bench.treaty)
-        .args(["serve", "--data-dir", data_arg, "--bind", "127.0.0.1:0", "--log-level", "warn"])
-        .env("TREATY_ADMIN_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting treaty serve")?;
-    let pid = child.id();
-    let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
-    let mut address = None;
-    let mut line = String::new();
-    while stderr.read_line(&mut line)? > 0 {
-        if let Some(rest) = line.split("serving on http://").nth(1) {
-            address = rest.split_whitespace().next().map(str::to_owned);
-            break;
+/// A real `treaty serve` process over a fresh data directory with the benchmark fleet
+/// (`series` series, in assets of `SIGNALS` signals) imported; stopped with SIGTERM when
+/// dropped.
+pub(crate) struct HubProcess {
+    child: std::process::Child,
+    pub pid: u32,
+    pub address: String,
+    pub token: &'static str,
+}
+
+impl HubProcess {
+    pub fn start(treaty: &std::path::Path, dir: &std::path::Path, series: usize) -> anyhow::Result<HubProcess> {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        let fleet = dir.join("fleet.toml");
+        std::fs::write(&fleet, fleet_file(series.div_ceil(SIGNALS)))?;
+        let data = dir.join("data");
+        let data_arg = data.to_str().context("work dir is not UTF-8")?;
+        let import = Command::new(treaty)
+            .args(["import", "--data-dir", data_arg])
+            .arg(&fleet)
+            .output()
+            .context("running treaty import")?;
+        if !import.status.success() {
+            bail!("treaty import failed: {}", String::from_utf8_lossy(&import.stderr));
         }
-        line.clear();
+        let mut child = Command::new(treaty)
+            .args(["serve", "--data-dir", data_arg, "--bind", "127.0.0.1:0", "--log-level", "warn"])
+            .env("TREATY_ADMIN_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting treaty serve")?;
+        let pid = child.id();
+        let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
+        let mut address = None;
+        let mut line = String::new();
+        while stderr.read_line(&mut line)? > 0 {
+            if let Some(rest) = line.split("serving on http://").nth(1) {
+                address = rest.split_whitespace().next().map(str::to_owned);
+                break;
+            }
+            line.clear();
+        }
+        let address = address.context("treaty serve did not say where it listens")?;
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Ok(HubProcess { child, pid, address, token: TOKEN })
     }
-    let address = address.context("treaty serve did not say where it listens")?;
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn run(bench: &MemoryBench) -> anyhow::Result<String> {
+    let hub = HubProcess::start(&bench.treaty, &bench.work_dir.join("memory"), bench.series)?;
+    let (pid, address) = (hub.pid, hub.address.clone());
     let idle_kib = status_kib(pid, "VmRSS:").unwrap_or(0);
 
     let start_ms = model::Timestamp::now().0 - (bench.seconds + 60) * 1000;
@@ -167,8 +190,7 @@ pub fn run(bench: &MemoryBench) -> anyhow::Result<String> {
     let peak_kib = status_kib(pid, "VmHWM:").unwrap_or(0);
     std::thread::sleep(Duration::from_secs(2));
     let after_kib = status_kib(pid, "VmRSS:").unwrap_or(0);
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-    let _ = child.wait();
+    drop(hub);
     let expected = bench.series as u64 * bench.seconds as u64;
     anyhow::ensure!(samples == expected, "the hub stored {samples} of {expected} samples");
     let mib = |kib: u64| format!("{:.0} MiB", kib as f64 / 1024.0);

@@ -79,33 +79,42 @@ pub fn victoria_metrics_settle(server: &Server) -> anyhow::Result<()> {
     server.wait_idle(Duration::from_secs(900))
 }
 
+/// CPU time a process has used, in clock ticks (utime + stime of /proc/<pid>/stat).
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).context("reading /proc/<pid>/stat");
+    Ok(field(11)? + field(12)?)
+}
+
+/// Waits until process `pid` uses less than 5% of a core over two seconds (at most
+/// `limit`; a process still busy then is measured busy, and says so in the log).
+pub(crate) fn wait_idle(pid: u32, limit: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut before = cpu_ticks(pid)?;
+    while started.elapsed() < limit {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = cpu_ticks(pid)?;
+        // Clock ticks are 1/100 s on Linux: 10 ticks in 2 s is 5% of a core.
+        if now - before < 10 {
+            tracing::info!(seconds = started.elapsed().as_secs(), pid, "process idle");
+            return Ok(());
+        }
+        before = now;
+    }
+    tracing::warn!(seconds = limit.as_secs(), pid, "process still busy; measuring anyway");
+    Ok(())
+}
+
 impl Server {
-    /// CPU time the process has used, in clock ticks (utime + stime of /proc/<pid>/stat).
-    fn cpu_ticks(&self) -> anyhow::Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
-        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).context("reading /proc/<pid>/stat");
-        Ok(field(11)? + field(12)?)
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
-    /// Waits until the process uses less than 5% of a core over two seconds (at most
-    /// `limit`; a peer still busy then is measured busy, and says so in the log).
+    /// Waits until the peer is idle (see `wait_idle`).
     pub fn wait_idle(&self, limit: Duration) -> anyhow::Result<()> {
-        let started = Instant::now();
-        let mut before = self.cpu_ticks()?;
-        while started.elapsed() < limit {
-            std::thread::sleep(Duration::from_secs(2));
-            let now = self.cpu_ticks()?;
-            // Clock ticks are 1/100 s on Linux: 10 ticks in 2 s is 5% of a core.
-            if now - before < 10 {
-                tracing::info!(seconds = started.elapsed().as_secs(), "peer idle");
-                return Ok(());
-            }
-            before = now;
-        }
-        tracing::warn!(seconds = limit.as_secs(), "peer still busy; measuring anyway");
-        Ok(())
+        wait_idle(self.child.id(), limit)
     }
 }
 

@@ -157,7 +157,12 @@ impl Hub {
             clock: options.clock.clone(),
             shutdown: stop.clone(),
         };
-        let router = api::app(store.clone(), app_options);
+        let state = api::state(store.clone(), app_options);
+        // Remembered tokens are forgotten whenever tokens change (a revocation by the CLI
+        // in another process included).
+        let tokens = bus.subscribe("records.token.>").await.context("subscribing to token changes")?;
+        tasks.push(("token changes", tokio::spawn(forget_tokens(state.clone(), tokens))));
+        let router = api::router(state);
         let listener = tokio::net::TcpListener::bind(options.bind)
             .await
             .with_context(|| format!("cannot listen on {}", options.bind))?;
@@ -253,6 +258,13 @@ pub fn describe_metrics() {
         "treaty_sparkplug_samples_dropped_total",
         "Sparkplug samples dropped after they could not be stored for too long"
     );
+}
+
+/// Forgets remembered tokens on every token change; ends with the bus.
+async fn forget_tokens(state: Arc<api::AppState>, mut changes: bus::Subscription) {
+    while changes.next().await.is_some() {
+        state.auth.forget();
+    }
 }
 
 /// Bounds the WAL and applies retention, every `every`, until `stop`.

@@ -360,11 +360,7 @@ impl Session {
     /// Validates and writes; rejected samples (unknown asset or signal, out of range) are
     /// logged with their reason and counted, like rejections over HTTP. Returns the
     /// samples when the write failed and may succeed later.
-    async fn write(
-        &self,
-        series: SeriesSamples,
-        historical: bool,
-    ) -> Result<(), SeriesSamples> {
+    async fn write(&self, series: SeriesSamples, historical: bool) -> Result<(), SeriesSamples> {
         let batch = Batch { sender: "sparkplug".into(), id: None, historical, series: series.clone(), atomic: false };
         match self.ingest.ingest(batch).await {
             Ok(report) => {

@@ -12,7 +12,8 @@ use std::sync::Arc;
 /// Every asset's model, for validation.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    assets: HashMap<String, Arc<AssetModel>>,
+    /// FxHash: looked up for every series of every batch.
+    assets: model::fast_hash::FxHashMap<String, Arc<AssetModel>>,
 }
 
 /// What the catalogue says about one series.

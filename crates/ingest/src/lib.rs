@@ -195,10 +195,17 @@ impl Ingest {
         Ok(self.catalog_knowing(std::iter::once(asset)).await?.has_asset(asset))
     }
 
-    /// Splits samples into what may be stored and what is rejected, with reasons.
+    /// Splits samples into what may be stored and what is rejected, with reasons. A
+    /// sample of an unknown asset reloads the catalogue (at most once a second) and the
+    /// batch is checked again: the asset may have been imported by another process.
     pub async fn validate(&self, series: SeriesSamples) -> Result<(SeriesSamples, Vec<Rejected>)> {
+        let now = self.clock.now_ms();
+        let catalog = self.catalog();
+        if series.iter().all(|(key, _)| catalog.has_asset(&key.asset)) {
+            return Ok(catalog.validate(series, now, self.max_future_ms));
+        }
         let catalog = self.catalog_knowing(series.iter().map(|(k, _)| k.asset.as_str())).await?;
-        Ok(catalog.validate(series, self.clock.now_ms(), self.max_future_ms))
+        Ok(catalog.validate(series, now, self.max_future_ms))
     }
 
     /// Validates and writes a batch durably: when this returns, what `written` says was

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod contract;
 pub mod date;
 pub mod entity;
+pub mod fast_hash;
 pub mod id;
 pub mod installed_base;
 pub mod logistics;

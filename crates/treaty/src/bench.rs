@@ -30,6 +30,32 @@ pub enum BenchCommand {
         /// The shared reference data (C-MAPSS, NAB).
         #[arg(long, default_value = "../shared/data")]
         data_dir: PathBuf,
+        /// Leave out the many-senders table (see `treaty bench senders`).
+        #[arg(long)]
+        no_senders: bool,
+    },
+    /// Many gateways posting small batches (100 samples over 30 series) to a real `treaty
+    /// serve`: requests per second and latency per number of senders, against
+    /// VictoriaMetrics' JSON import and InfluxDB's line protocol; the hub's memory and
+    /// threads.
+    Senders {
+        /// Concurrent senders, one row each (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "8,64,256")]
+        senders: Vec<usize>,
+        /// Seconds of load per cell (split over the rounds).
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        /// Rounds per cell: the systems take turns, each cell is the median.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Series the samples spread over.
+        #[arg(long, default_value_t = 30)]
+        series: usize,
+        /// Treaty only.
+        #[arg(long)]
+        no_peers: bool,
+        #[arg(long, default_value = "./treaty-bench")]
+        work_dir: PathBuf,
     },
     /// Reduction and reconstruction error of each edge filter on the real series in ../shared/data.
     EdgeFilters {
@@ -128,10 +154,34 @@ pub enum BenchCommand {
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     let report = match command {
-        BenchCommand::Telemetry { series, seconds, batch, clients, peers, work_dir, data_dir } => {
-            let bench =
-                bench::TelemetryBench { series, seconds, batch_samples: batch, clients, work_dir, data_dir, peers };
+        BenchCommand::Telemetry { series, seconds, batch, clients, peers, work_dir, data_dir, no_senders } => {
+            let senders = (!no_senders).then(|| -> anyhow::Result<_> {
+                Ok(bench::senders::SendersBench {
+                    senders: vec![8, 64, 256],
+                    seconds: 15,
+                    rounds: 3,
+                    series: 30,
+                    treaty: std::env::current_exe()?,
+                    work_dir: work_dir.clone(),
+                    no_peers: !(peers.iter().any(|p| p == "vm") && peers.iter().any(|p| p == "influx")),
+                })
+            });
+            let bench = bench::TelemetryBench {
+                series,
+                seconds,
+                batch_samples: batch,
+                clients,
+                work_dir,
+                data_dir,
+                peers,
+                senders: senders.transpose()?,
+            };
             tokio::task::spawn_blocking(move || bench::run(&bench)).await??
+        }
+        BenchCommand::Senders { senders, seconds, rounds, series, no_peers, work_dir } => {
+            let treaty = std::env::current_exe()?;
+            let bench = bench::senders::SendersBench { senders, seconds, rounds, series, treaty, work_dir, no_peers };
+            tokio::task::spawn_blocking(move || bench::senders::run(&bench)).await??
         }
         BenchCommand::EdgeFilters { data_dir } => {
             let bench = bench::filters::FilterBench { data_dir };

@@ -165,14 +165,25 @@ pub(crate) fn exact_sum(values: &[f64]) -> Option<f64> {
     (sum.unsigned_abs() < 1 << 53).then(|| sum as f64 / POW10[usize::from(k)])
 }
 
+/// Numbers compressed both ways to choose between them: a long column is judged by its
+/// first `PROBE` numbers and compressed once, with the winner.
+const PROBE: usize = 512;
+
 /// Pcodec with the better of its automatic choice and plain first-order deltas (which
 /// wins on noisy sensor data, where the automatic choice often guesses wrong).
 fn pco_best<T: pco::data_types::Number>(numbers: &[T]) -> Result<Vec<u8>> {
     let auto = pco::ChunkConfig::default();
     let first_order = pco::ChunkConfig::default().with_delta_spec(pco::DeltaSpec::TryConsecutive(1));
-    let a = pco::standalone::simple_compress(numbers, &auto).map_err(|e| Error::Codec(e.to_string()))?;
-    let b = pco::standalone::simple_compress(numbers, &first_order).map_err(|e| Error::Codec(e.to_string()))?;
-    Ok(if b.len() < a.len() { b } else { a })
+    let compress = |numbers: &[T], config: &pco::ChunkConfig| {
+        pco::standalone::simple_compress(numbers, config).map_err(|e| Error::Codec(e.to_string()))
+    };
+    if numbers.len() <= 2 * PROBE {
+        let (a, b) = (compress(numbers, &auto)?, compress(numbers, &first_order)?);
+        return Ok(if b.len() < a.len() { b } else { a });
+    }
+    let probe = &numbers[..PROBE];
+    let first_order_wins = compress(probe, &first_order)?.len() < compress(probe, &auto)?.len();
+    compress(numbers, if first_order_wins { &first_order } else { &auto })
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {

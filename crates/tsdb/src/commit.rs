@@ -28,6 +28,10 @@ pub(crate) struct Pending {
 /// Answers a writer (a blocking or an async one).
 pub(crate) type Reply = Box<dyn FnOnce(Result<WriteOutcome>) + Send>;
 
+/// A group smaller than this, found right after a sleep, waits `GATHER` for more writes.
+const GATHER_BELOW: usize = 4;
+const GATHER: std::time::Duration = std::time::Duration::from_micros(100);
+
 #[derive(Default)]
 pub(crate) struct CommitQueue {
     state: Mutex<QueueState>,
@@ -38,6 +42,9 @@ pub(crate) struct CommitQueue {
 struct QueueState {
     pending: Vec<Pending>,
     closed: bool,
+    /// The committer sleeps on the condition variable: only then does a push wake it
+    /// (a wake is a system call; while it commits a group it finds new writes anyway).
+    sleeping: bool,
 }
 
 impl CommitQueue {
@@ -47,18 +54,29 @@ impl CommitQueue {
             return Err(Error::Closed);
         }
         state.pending.push(pending);
-        self.changed.notify_one();
+        if state.sleeping {
+            self.changed.notify_one();
+        }
         Ok(())
     }
 
     /// Everything queued, waiting for something; `None` once closed and drained.
     fn take(&self) -> Option<Vec<Pending>> {
         let mut state = self.state.lock().ok()?;
+        let mut slept = false;
         while state.pending.is_empty() {
             if state.closed {
                 return None;
             }
+            state.sleeping = true;
             state = self.changed.wait(state).ok()?;
+            state.sleeping = false;
+            slept = true;
+        }
+        if slept && state.pending.len() < GATHER_BELOW {
+            // Woken by a lone write: give its neighbours a moment to join its fsync.
+            let (next, _) = self.changed.wait_timeout(state, GATHER).ok()?;
+            state = next;
         }
         Some(std::mem::take(&mut state.pending))
     }

@@ -49,6 +49,9 @@ struct SeriesHead {
     /// The oldest WAL segment written to this head while a copy of it was being sealed:
     /// what the head pins once the copy is in a chunk.
     since_during_seal: u64,
+    /// The oldest time stamp written while a copy was being sealed: when it is newer
+    /// than everything copied (the usual case), removing the copy is a cut by time.
+    oldest_during_seal: i64,
 }
 
 /// What inserting one sample did.
@@ -121,6 +124,32 @@ impl SeriesHead {
         }
         self.tail.drain(..cut);
         self.tail.shrink_to(BLOCK + KEEP);
+    }
+
+    /// Drops every sample with `ts <= last`: whole blocks without decoding them, the one
+    /// block that straddles `last` decoded and cut.
+    fn cut_through(&mut self, last: i64) {
+        let whole = self.frozen.partition_point(|b| b.last <= last);
+        for block in self.frozen.drain(..whole) {
+            self.frozen_len -= block.len;
+        }
+        if self.frozen.first().is_some_and(|b| b.first <= last) {
+            // The one block that straddles `last`: its newer part becomes a shorter block.
+            let block = self.frozen.remove(0);
+            self.frozen_len -= block.len;
+            let mut kept = Vec::with_capacity(block.len);
+            decode(&block, &mut kept);
+            kept.retain(|s| s.ts > last);
+            if let (Some(first), Some(newest)) = (kept.first(), kept.last()) {
+                let (first, newest) = (first.ts, newest.ts);
+                let bytes = encode_block(&kept).into_boxed_slice();
+                self.frozen.insert(0, Block { first, last: newest, len: kept.len(), bytes });
+                self.frozen_len += kept.len();
+            }
+        }
+        let cut = self.tail.partition_point(|s| s.ts <= last);
+        self.tail.drain(..cut);
+        self.freeze();
     }
 
     fn set(&mut self, samples: Vec<Sample>) {
@@ -219,6 +248,8 @@ impl Head {
         }
         if entry.sealing {
             entry.since_during_seal = entry.since_during_seal.min(segment);
+            let oldest = samples.iter().map(|s| s.ts).min().unwrap_or(i64::MAX);
+            entry.oldest_during_seal = entry.oldest_during_seal.min(oldest);
         }
         kinds.reserve(samples.len());
         entry.insert(samples, &mut outcome, kinds);
@@ -271,6 +302,7 @@ impl Head {
         head.sealing = true;
         head.sealed_version = head.version;
         head.since_during_seal = u64::MAX;
+        head.oldest_during_seal = i64::MAX;
         Some(head.samples())
     }
 
@@ -284,17 +316,24 @@ impl Head {
             shard.remove(&id);
             return;
         }
-        let mut left = head.samples();
-        left.retain(|s| match sealed.binary_search_by_key(&s.ts, |x| x.ts) {
-            Ok(at) => !sealed[at].same_as(s),
-            Err(_) => true,
-        });
-        if left.is_empty() {
+        let last_sealed = sealed.last().map_or(i64::MIN, |s| s.ts);
+        if head.oldest_during_seal > last_sealed {
+            // Everything written meanwhile is newer than the copy, and nothing older
+            // changed: what is left is the head after the copy's last time stamp.
+            head.cut_through(last_sealed);
+        } else {
+            let mut left = head.samples();
+            left.retain(|s| match sealed.binary_search_by_key(&s.ts, |x| x.ts) {
+                Ok(at) => !sealed[at].same_as(s),
+                Err(_) => true,
+            });
+            head.set(left);
+        }
+        if head.len() == 0 {
             shard.remove(&id);
         } else {
             // Everything left was written during the seal.
             head.since_segment = head.since_during_seal;
-            head.set(left);
         }
     }
 
@@ -437,6 +476,23 @@ mod tests {
         let copy = head.copy_for_seal(1, 1).expect("copy");
         head.remove_sealed(1, &copy[..500]);
         assert_eq!(head.range(1, i64::MIN, i64::MAX), copy[500..].to_vec());
+    }
+
+    #[test]
+    fn removing_a_sealed_copy_cuts_by_time_when_only_newer_samples_came_meanwhile() {
+        let head = Head::default();
+        let first: Vec<Sample> = (0..1000).map(|i| Sample::good(i * 10, (i % 7) as f64)).collect();
+        head.insert(1, &first, 1);
+        let copy = head.copy_for_seal(1, 1).expect("copy");
+        // Written during the seal, all newer: enough to freeze blocks that straddle the cut.
+        let newer: Vec<Sample> = (1000..1300).map(|i| Sample::good(i * 10, (i % 5) as f64)).collect();
+        for part in newer.chunks(7) {
+            head.insert(1, part, 2);
+        }
+        head.remove_sealed(1, &copy);
+        assert_eq!(head.range(1, i64::MIN, i64::MAX), newer);
+        assert_eq!(head.first_ts(1), Some(10_000));
+        assert_eq!(head.min_since_segment(), Some(2));
     }
 
     #[test]

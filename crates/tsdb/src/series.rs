@@ -5,7 +5,7 @@
 use crate::SeriesId;
 use crate::{Error, Result};
 use model::SeriesKey;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,8 @@ pub(crate) struct Registry {
 
 #[derive(Default)]
 struct State {
-    by_key: HashMap<SeriesKey, SeriesId>,
+    /// FxHash: looked up for every series of every write.
+    by_key: model::fast_hash::FxHashMap<SeriesKey, SeriesId>,
     /// Ordered keys, so that "every series of an asset" is a range scan.
     ordered: BTreeMap<SeriesKey, SeriesId>,
     keys: Vec<SeriesKey>,

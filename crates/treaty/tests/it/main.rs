@@ -1,6 +1,7 @@
 //! End-to-end tests of the `treaty` binary: the commands a new user runs, as processes.
 
 mod edge;
+mod layering;
 mod sim;
 #[path = "../../../../tests/support/small_disk.rs"]
 mod small_disk;
