@@ -28,7 +28,8 @@ pub(crate) struct Pending {
 /// Answers a writer (a blocking or an async one).
 pub(crate) type Reply = Box<dyn FnOnce(Result<WriteOutcome>) + Send>;
 
-/// A group smaller than this, found right after a sleep, waits `GATHER` for more writes.
+/// A group smaller than this, found right after a sleep when the last group was at
+/// least this big, waits `GATHER` for more writes.
 const GATHER_BELOW: usize = 4;
 const GATHER: std::time::Duration = std::time::Duration::from_micros(100);
 
@@ -45,6 +46,8 @@ struct QueueState {
     /// The committer sleeps on the condition variable: only then does a push wake it
     /// (a wake is a system call; while it commits a group it finds new writes anyway).
     sleeping: bool,
+    /// Writes in the last group: many means many writers, whose next writes are near.
+    last_group: usize,
 }
 
 impl CommitQueue {
@@ -73,11 +76,14 @@ impl CommitQueue {
             state.sleeping = false;
             slept = true;
         }
-        if slept && state.pending.len() < GATHER_BELOW {
-            // Woken by a lone write: give its neighbours a moment to join its fsync.
+        if slept && state.pending.len() < GATHER_BELOW && state.last_group >= GATHER_BELOW {
+            // Woken by a lone write while many writers are about (the last group was
+            // big): give its neighbours a moment to join its fsync. A few writers of big
+            // batches never wait.
             let (next, _) = self.changed.wait_timeout(state, GATHER).ok()?;
             state = next;
         }
+        state.last_group = state.pending.len();
         Some(std::mem::take(&mut state.pending))
     }
 

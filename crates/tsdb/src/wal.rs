@@ -109,16 +109,19 @@ impl Wal {
     /// write and one fsync; returns their positions. On failure nothing of them remains
     /// and the log is as it was.
     pub fn append_durable(&self, payloads: &[&[u8]]) -> Result<Vec<Position>> {
-        let mut frames = Vec::with_capacity(payloads.iter().map(|p| p.len() + 8).sum());
+        // Frame headers apart, payloads written from where they are (no copy of the data).
+        let mut headers = Vec::with_capacity(payloads.len());
         for payload in payloads {
             let len = u32::try_from(payload.len())
                 .ok()
                 .filter(|l| *l < CURRENT_FORMAT)
                 .ok_or_else(|| Error::Invalid("a WAL record must be smaller than 2 GiB".into()))?;
-            frames.extend((len | CURRENT_FORMAT).to_le_bytes());
-            frames.extend(crc32fast::hash(payload).to_le_bytes());
-            frames.extend_from_slice(payload);
+            let mut header = [0u8; 8];
+            header[..4].copy_from_slice(&(len | CURRENT_FORMAT).to_le_bytes());
+            header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+            headers.push(header);
         }
+        let total: u64 = payloads.iter().map(|p| p.len() as u64 + 8).sum();
         let mut state = self.state.lock().map_err(|_| Error::Poisoned)?;
         if let Some(failure) = &state.failed {
             return Err(Error::Io(format!("the telemetry WAL failed earlier ({failure}); restart the hub")));
@@ -127,7 +130,12 @@ impl Wal {
             self.close_segment(&mut state)?;
         }
         let path = segment_path(&self.dir, state.number);
-        if let Err(error) = (&state.file).write_all(&frames) {
+        let mut slices = Vec::with_capacity(2 * payloads.len());
+        for (header, payload) in headers.iter().zip(payloads) {
+            slices.push(std::io::IoSlice::new(header));
+            slices.push(std::io::IoSlice::new(payload));
+        }
+        if let Err(error) = write_all_vectored(&state.file, &mut slices) {
             let error = io_error("appending to", &path, &error);
             self.cut_back(&mut state, false);
             return Err(error);
@@ -141,7 +149,7 @@ impl Wal {
         }
         let first = state.records;
         state.records += payloads.len() as u32;
-        state.bytes += frames.len() as u64;
+        state.bytes += total;
         Ok((0..payloads.len() as u32).map(|i| Position::new(state.number, first + i)).collect())
     }
 
@@ -225,6 +233,21 @@ impl Wal {
     }
 }
 
+/// Writes every slice, however the kernel splits the writes (and at most `IOV_MAX`
+/// slices per call).
+fn write_all_vectored(mut file: &File, mut slices: &mut [std::io::IoSlice<'_>]) -> std::io::Result<()> {
+    const IOV_MAX: usize = 1024;
+    while !slices.is_empty() {
+        match file.write_vectored(&slices[..slices.len().min(IOV_MAX)]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => std::io::IoSlice::advance_slices(&mut slices, written),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn create_segment(dir: &Path, number: u64) -> Result<File> {
     let path = segment_path(dir, number);
     let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io("creating", &path))?;
@@ -272,4 +295,30 @@ fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], WalFormat, usize)> {
     let end = at.checked_add(8)?.checked_add(len)?;
     let payload = bytes.get(at + 8..end)?;
     (crc32fast::hash(payload) == crc).then_some((payload, format, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::encode_wal_record;
+    use model::Sample;
+
+    #[test]
+    fn a_group_of_more_records_than_one_system_call_takes_is_written_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let payloads: Vec<Vec<u8>> = (0..1500)
+            .map(|i| encode_wal_record(None, false, &[(i, &[Sample::good(i64::from(i), 0.5)][..])]))
+            .collect();
+        {
+            let (wal, replayed) = Wal::open(dir.path(), 1 << 30).expect("open");
+            assert!(replayed.is_empty());
+            let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            let positions = wal.append_durable(&slices).expect("append");
+            assert_eq!(positions.len(), 1500);
+            assert!(positions.windows(2).all(|w| w[0] < w[1]));
+        }
+        let (_, replayed) = Wal::open(dir.path(), 1 << 30).expect("reopen");
+        assert_eq!(replayed.len(), 1500);
+        assert!(replayed.iter().enumerate().all(|(i, (_, r))| r.series[0].0 == i as u32));
+    }
 }
