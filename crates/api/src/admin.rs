@@ -83,7 +83,7 @@ pub async fn create_token(
         return Err(ApiError::unprocessable("dangling_reference", format!("customer `{customer}` does not exist")));
     }
     let issued = issue_bound_token(&request.name, request.role, request.customer, request.assets)
-        .map_err(|e| ApiError::unprocessable("invalid_body", e))?;
+        .map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))?;
     let view = token_view(&issued.record);
     state.store.create_token(&principal.actor, issued.record).await?;
     if let Some(key) = key {

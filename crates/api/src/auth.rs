@@ -27,6 +27,25 @@ const CACHE_LIMIT: usize = 10_000;
 /// How long an authenticated token is trusted without reading its record again.
 const REMEMBER: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Why a token could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("a device token needs at least one asset path (or site/line prefix) it may write")]
+    DeviceWithoutAssets,
+    #[error("only device tokens are bound to assets, not {0}")]
+    AssetsForRole(Role),
+    #[error("no randomness available: {0}")]
+    NoRandomness(getrandom::Error),
+    #[error("a token must be at least {MIN_TOKEN_LEN} visible ASCII characters")]
+    BadSecret,
+    #[error("a customer-viewer token needs --customer")]
+    ViewerWithoutCustomer,
+    #[error("only customer-viewer tokens are bound to a customer, not {0}")]
+    CustomerForRole(Role),
+    #[error("{0}")]
+    Hash(argon2::password_hash::Error),
+}
+
 /// A freshly issued token: the secret (shown once) and the record to store.
 pub struct IssuedToken {
     pub secret: String,
@@ -34,7 +53,7 @@ pub struct IssuedToken {
 }
 
 /// Creates a new random token for `role`.
-pub fn issue_token(name: &str, role: Role, customer: Option<String>) -> Result<IssuedToken, String> {
+pub fn issue_token(name: &str, role: Role, customer: Option<String>) -> Result<IssuedToken, TokenError> {
     issue_bound_token(name, role, customer, Vec::new())
 }
 
@@ -44,18 +63,14 @@ pub fn issue_bound_token(
     role: Role,
     customer: Option<String>,
     assets: Vec<String>,
-) -> Result<IssuedToken, String> {
+) -> Result<IssuedToken, TokenError> {
     match (role, assets.is_empty()) {
-        (Role::Device, true) => {
-            return Err("a device token needs at least one asset path (or site/line prefix) it may write".into());
-        }
-        (role, false) if role != Role::Device => {
-            return Err(format!("only device tokens are bound to assets, not {role}"));
-        }
+        (Role::Device, true) => return Err(TokenError::DeviceWithoutAssets),
+        (role, false) if role != Role::Device => return Err(TokenError::AssetsForRole(role)),
         _ => {}
     }
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness available: {e}"))?;
+    getrandom::fill(&mut bytes).map_err(TokenError::NoRandomness)?;
     let secret = format!("trt_{}", hex(&bytes));
     let mut issued = token_from_secret(secret, name, role, customer)?;
     issued.record.assets = assets;
@@ -68,19 +83,17 @@ pub fn token_from_secret(
     name: &str,
     role: Role,
     customer: Option<String>,
-) -> Result<IssuedToken, String> {
+) -> Result<IssuedToken, TokenError> {
     if secret.len() < MIN_TOKEN_LEN || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!("a token must be at least {MIN_TOKEN_LEN} visible ASCII characters"));
+        return Err(TokenError::BadSecret);
     }
     match (role, &customer) {
-        (Role::CustomerViewer, None) => return Err("a customer-viewer token needs --customer".into()),
-        (role, Some(_)) if role != Role::CustomerViewer => {
-            return Err(format!("only customer-viewer tokens are bound to a customer, not {role}"));
-        }
+        (Role::CustomerViewer, None) => return Err(TokenError::ViewerWithoutCustomer),
+        (role, Some(_)) if role != Role::CustomerViewer => return Err(TokenError::CustomerForRole(role)),
         _ => {}
     }
     // The salt comes from the operating system's randomness.
-    let hash = Argon2::default().hash_password(secret.as_bytes()).map_err(|e| e.to_string())?.to_string();
+    let hash = Argon2::default().hash_password(secret.as_bytes()).map_err(TokenError::Hash)?.to_string();
     let record = TokenRecord {
         id: token_id(&secret),
         name: name.to_owned(),

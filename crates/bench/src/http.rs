@@ -1,21 +1,30 @@
-//! A minimal blocking HTTP/1.1 client with keep-alive: enough to drive Treaty and the
-//! peers' import endpoints from benchmark threads without pulling in a client stack.
+//! A blocking face on the gateway's HTTP client (`edge::http`) for benchmark threads:
+//! each connection drives the async client on a current-thread runtime of its own, so
+//! Treaty and the peers are driven by one client with keep-alive and no client stack.
 
-use anyhow::{Context, bail};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::time::Duration;
+
+/// How long a request may wait for its reply: imports of a whole dataset into a peer
+/// take a while, and a benchmark should fail on a hang, not on a slow system.
+pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The largest reply kept: exports and query answers are read whole.
+const MAX_BODY: usize = 1 << 30;
 
 pub struct Client {
-    host: String,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    runtime: tokio::runtime::Runtime,
+    inner: edge::http::Client,
 }
 
 impl Client {
+    /// Connects to `address` (`host:port`, plain HTTP).
     pub fn connect(address: &str) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(address).with_context(|| format!("connecting to {address}"))?;
-        stream.set_nodelay(true)?;
-        Ok(Self { host: address.to_owned(), reader: BufReader::new(stream.try_clone()?), writer: stream })
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let inner = runtime
+            .block_on(edge::http::Client::connect(&edge::http::Target::plain(address)))?
+            .with_answer_timeout(ANSWER_TIMEOUT)
+            .with_max_body(MAX_BODY);
+        Ok(Self { runtime, inner })
     }
 
     /// Sends one request and returns (status, body).
@@ -26,59 +35,6 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> anyhow::Result<(u16, Vec<u8>)> {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n", self.host, body.len());
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        self.writer.write_all(head.as_bytes())?;
-        self.writer.write_all(body)?;
-        self.read_response()
-    }
-
-    fn read_response(&mut self) -> anyhow::Result<(u16, Vec<u8>)> {
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("bad status line `{}`", line.trim()))?;
-        let mut length = None;
-        let mut chunked = false;
-        loop {
-            line.clear();
-            if self.reader.read_line(&mut line)? == 0 {
-                bail!("connection closed in headers");
-            }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            let lower = header.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                length = v.trim().parse::<usize>().ok();
-            } else if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-                chunked = true;
-            }
-        }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                self.reader.read_line(&mut line)?;
-                let size = usize::from_str_radix(line.trim(), 16).context("bad chunk size")?;
-                let mut chunk = vec![0; size + 2];
-                self.reader.read_exact(&mut chunk)?;
-                if size == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..size]);
-            }
-        } else if let Some(length) = length {
-            body.resize(length, 0);
-            self.reader.read_exact(&mut body)?;
-        }
-        Ok((status, body))
+        Ok(self.runtime.block_on(self.inner.request(method, path, headers, body))?)
     }
 }

@@ -68,7 +68,7 @@ pub fn run(bench: &OutageBench) -> anyhow::Result<String> {
         for entry in entries {
             anyhow::ensure!(entry.seq > last_seq, "the spool replayed out of order");
             last_seq = entry.seq;
-            let body = edge::gateway::batch_json("gw-bench", &entry, true);
+            let body = edge::uplink::http::batch_json("gw-bench", &entry, true);
             let (status, reply) = client.request("POST", "/api/v1/telemetry", &headers, &body)?;
             anyhow::ensure!(status == 200, "hub answered {status}: {}", String::from_utf8_lossy(&reply));
             let reply: serde_json::Value = serde_json::from_slice(&reply)?;

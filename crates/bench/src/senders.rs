@@ -3,22 +3,20 @@
 //! answered — against a real `treaty serve` process, VictoriaMetrics' JSON import and
 //! InfluxDB 1.6's line protocol, same machine, same load generator, same run.
 //!
-//! The load generator is one thread with one keep-alive connection per sender (so that
-//! it takes as little CPU from the server as possible); each request's latency is the
-//! time from its first byte sent to its last byte received. For Treaty it also records
-//! the hub's peak resident memory and its threads, which must not grow with the number
-//! of senders.
+//! The load generator is one thread with one keep-alive connection per sender (the
+//! gateway's own client, `edge::http`), so that it takes as little CPU from the server
+//! as possible; each request's latency is the time from its first byte sent to its last
+//! byte received. For Treaty it also records the hub's peak resident memory and its
+//! threads, which must not grow with the number of senders.
 
 use crate::datasets::{asset_path, signal_name};
 use crate::memory::{HubProcess, SIGNALS};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 /// Samples per request.
 const PER_REQUEST: u64 = 100;
@@ -147,54 +145,6 @@ impl Measured {
     }
 }
 
-/// One keep-alive HTTP/1.1 connection that posts and reads the reply.
-struct Connection {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-    head: String,
-}
-
-impl Connection {
-    async fn open(address: &str, path: &str, token: Option<&str>, content_type: &str) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(address).await.with_context(|| format!("connecting to {address}"))?;
-        stream.set_nodelay(true)?;
-        let (read, writer) = stream.into_split();
-        let mut head = format!("POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\n");
-        if let Some(token) = token {
-            let _ = write!(head, "Authorization: Bearer {token}\r\n");
-        }
-        Ok(Self { reader: BufReader::new(read), writer, head })
-    }
-
-    async fn post(&mut self, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
-        let mut request = Vec::with_capacity(self.head.len() + 32 + body.len());
-        request.extend_from_slice(self.head.as_bytes());
-        request.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
-        request.extend_from_slice(body);
-        self.writer.write_all(&request).await?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line).await?;
-        let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("bad status line")?;
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            if self.reader.read_line(&mut line).await? == 0 {
-                bail!("connection closed");
-            }
-            let header = line.trim_end().to_ascii_lowercase();
-            if header.is_empty() {
-                break;
-            }
-            if let Some(v) = header.strip_prefix("content-length:") {
-                length = v.trim().parse().context("content-length")?;
-            }
-        }
-        let mut reply = vec![0; length];
-        self.reader.read_exact(&mut reply).await?;
-        Ok((status, reply))
-    }
-}
-
 /// Runs `senders` connections posting as fast as they are answered for `seconds`.
 fn load(
     address: &str,
@@ -213,16 +163,23 @@ fn load(
     let started = Instant::now();
     let latencies = runtime.block_on(async {
         let mut tasks = Vec::with_capacity(senders);
+        let target = edge::http::Target::plain(address);
         for _ in 0..senders {
-            let mut connection = Connection::open(address, format.path(), token, content_type).await?;
+            let mut client =
+                edge::http::Client::connect(&target).await?.with_answer_timeout(crate::http::ANSWER_TIMEOUT);
+            let authorization = token.map(|t| format!("Bearer {t}"));
             let (stop, next) = (stop.clone(), next.clone());
             tasks.push(tokio::spawn(async move {
+                let mut headers = vec![("Content-Type", content_type)];
+                if let Some(authorization) = &authorization {
+                    headers.push(("Authorization", authorization.as_str()));
+                }
                 let mut latencies = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     let body = format.body(n, series, base);
                     let sent = Instant::now();
-                    let (status, reply) = connection.post(&body).await?;
+                    let (status, reply) = client.request("POST", format.path(), &headers, &body).await?;
                     latencies.push(sent.elapsed().as_micros() as u32);
                     if !format.ok(status) {
                         bail!("{} answered {status}: {}", format.path(), String::from_utf8_lossy(&reply));

@@ -1,7 +1,8 @@
 //! The gateway's optional health endpoint, bound to loopback only (the gateway opens no
 //! other port): `GET /health` answers JSON (per-source counters, the spool, the uplink)
 //! and `GET /metrics` the same numbers in the Prometheus text format. Sources update
-//! their entry as they go; a request reads a snapshot.
+//! their entry as they go, through a `SourceHealth` handle, with whatever counters they
+//! keep (this file knows no adapter's types); a request reads a snapshot.
 
 use crate::spool::Spool;
 use serde::Serialize;
@@ -26,11 +27,35 @@ pub struct Uplink {
     pub connected: bool,
 }
 
-/// Counters of one MQTT broker connection and its Sparkplug host.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Mqtt {
-    pub connection: crate::mqtt::Counters,
-    pub sparkplug: crate::sparkplug::Counters,
+/// Which adapter a source belongs to: its section of `/health` and the prefix of its
+/// metrics. Every section is shown, with or without sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SourceKind {
+    Modbus,
+    OpcUa,
+    Mqtt,
+}
+
+impl SourceKind {
+    /// In the order of `/metrics`.
+    pub const ALL: [SourceKind; 3] = [SourceKind::Modbus, SourceKind::OpcUa, SourceKind::Mqtt];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Modbus => "modbus",
+            SourceKind::OpcUa => "opcua",
+            SourceKind::Mqtt => "mqtt",
+        }
+    }
+}
+
+/// Whether a source reaches its peer right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    Ok,
+    /// Not connected: its signals are bad quality until it is back.
+    Degraded,
 }
 
 /// Shared by the gateway's tasks.
@@ -38,9 +63,8 @@ pub struct Health {
     gateway: String,
     started: Instant,
     spool: Arc<Spool>,
-    pub modbus: Mutex<BTreeMap<String, crate::modbus::Counters>>,
-    pub mqtt: Mutex<BTreeMap<String, Mqtt>>,
-    pub opcua: Mutex<BTreeMap<String, crate::opcua::Counters>>,
+    /// Each source's latest report (its counters as JSON, plus `state`), by kind and name.
+    sources: Mutex<BTreeMap<(SourceKind, String), serde_json::Value>>,
     pub uplink: Mutex<Uplink>,
 }
 
@@ -50,11 +74,22 @@ impl Health {
             gateway: gateway.to_owned(),
             started: Instant::now(),
             spool,
-            modbus: Mutex::default(),
-            mqtt: Mutex::default(),
-            opcua: Mutex::default(),
+            sources: Mutex::default(),
             uplink: Mutex::default(),
         }
+    }
+
+    /// The handle a source reports through, under `name` in the section of `kind`.
+    pub fn source(self: &Arc<Self>, kind: SourceKind, name: &str) -> SourceHealth {
+        SourceHealth { to: Some((self.clone(), kind, name.to_owned())) }
+    }
+
+    /// Every source of `kind`, by name.
+    fn section(&self, kind: SourceKind) -> serde_json::Value {
+        let sources = self.sources.lock().map(|s| {
+            s.iter().filter(|((k, _), _)| *k == kind).map(|((_, name), v)| (name.clone(), v.clone())).collect()
+        });
+        serde_json::Value::Object(sources.unwrap_or_default())
     }
 
     /// `ok` while the hub takes batches, `degraded` while it does not (data is queued).
@@ -66,7 +101,7 @@ impl Health {
         } else {
             "degraded"
         };
-        serde_json::json!({
+        let mut snapshot = serde_json::json!({
             "gateway": self.gateway,
             "status": status,
             "uptime_s": self.started.elapsed().as_secs(),
@@ -77,10 +112,11 @@ impl Health {
                 "dropped_batches": spool.dropped_records,
                 "dropped_samples": spool.dropped_samples,
             },
-            "modbus": self.modbus.lock().map(|m| serde_json::json!(*m)).unwrap_or_default(),
-            "mqtt": self.mqtt.lock().map(|m| serde_json::json!(*m)).unwrap_or_default(),
-            "opcua": self.opcua.lock().map(|m| serde_json::json!(*m)).unwrap_or_default(),
-        })
+        });
+        for kind in SourceKind::ALL {
+            snapshot[kind.as_str()] = self.section(kind);
+        }
+        snapshot
     }
 
     /// The snapshot's numbers as Prometheus text: `treaty_edge_<section>_<field>` with a
@@ -95,7 +131,7 @@ impl Health {
         for section in ["uplink", "spool"] {
             numbers(&snapshot[section], &format!("treaty_edge_{section}"), &format!("gateway=\"{gateway}\""), &mut out);
         }
-        for section in ["modbus", "opcua", "mqtt"] {
+        for section in SourceKind::ALL.map(SourceKind::as_str) {
             if let Some(sources) = snapshot[section].as_object() {
                 for (source, counters) in sources {
                     let labels = format!("gateway=\"{gateway}\",source=\"{}\"", escape(source));
@@ -104,6 +140,33 @@ impl Health {
             }
         }
         out
+    }
+}
+
+/// Where one source reports its counters: a name in a section of the health endpoint,
+/// or nowhere (a source under test).
+#[derive(Clone, Default)]
+pub struct SourceHealth {
+    to: Option<(Arc<Health>, SourceKind, String)>,
+}
+
+impl SourceHealth {
+    /// Reports nowhere.
+    pub fn detached() -> Self {
+        Self::default()
+    }
+
+    /// Replaces this source's entry: its counters (any serializable struct of numbers,
+    /// nested structs becoming nested objects) and its state.
+    pub fn report(&self, state: SourceState, counters: &impl Serialize) {
+        let Some((health, kind, name)) = &self.to else { return };
+        let mut entry = serde_json::to_value(counters).unwrap_or_default();
+        if let Some(fields) = entry.as_object_mut() {
+            fields.insert("state".into(), serde_json::json!(state));
+        }
+        if let Ok(mut sources) = health.sources.lock() {
+            sources.insert((*kind, name.clone()), entry);
+        }
     }
 }
 

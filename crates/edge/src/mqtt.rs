@@ -4,357 +4,40 @@
 //! messages, deaths and a lost broker become bad-quality samples, counters and a log
 //! line; Sparkplug gaps and unknown aliases also ask the node to rebirth.
 //!
-//! `Source` holds the tag map and does the decoding without I/O (unit-tested here);
-//! `run` owns the connection.
+//! `connection` turns a broker's settings into client options (also used by the
+//! Sparkplug uplink); `source` holds the tag map and does the decoding without I/O
+//! (unit-tested there); `run` here owns the connection.
 
-use crate::config::{MqttBroker, broker_address};
-use crate::gateway::Pipeline;
-use crate::sparkplug::{self, Host};
-use model::sample::{Quality, Sample, SeriesKey, Severity};
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
-use std::collections::HashMap;
-use std::sync::Arc;
+mod connection;
+mod source;
+
+pub use connection::{Connection, MqttError};
+pub use source::{Counters, Decoded, Source, topic_matches};
+
+use crate::health::SourceState;
+use crate::source::SourceContext;
+use crate::sparkplug;
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use source::state_topic;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
-
-/// OPC UA sub-codes used for MQTT failures.
-mod status {
-    /// Bad_DecodingError: the payload is not the JSON or protobuf expected.
-    pub const DECODING: u16 = 0x0007;
-    /// Bad_TypeMismatch: the value at the pointer is not a number.
-    pub const TYPE_MISMATCH: u16 = 0x0074;
-    /// Bad_NoData: the value is null.
-    pub const NO_DATA: u16 = 0x009B;
-    /// Bad_NotConnected: the node or device died, or the broker is gone.
-    pub const NOT_CONNECTED: u16 = 0x008A;
-}
-
-fn bad(sub: u16, ts: i64) -> Sample {
-    Sample { ts, value: f64::NAN, quality: Quality::new(Severity::Bad, sub) }
-}
-
-/// A mapped value: where it goes and how it is scaled.
-#[derive(Debug, Clone)]
-struct Target {
-    key: SeriesKey,
-    scale: f64,
-    offset: f64,
-}
-
-impl Target {
-    fn sample(&self, ts: i64, value: Option<f64>, sub_if_none: u16) -> (SeriesKey, Sample) {
-        let sample = match value {
-            Some(v) => Sample { ts, value: v * self.scale + self.offset, quality: Quality::GOOD },
-            None => bad(sub_if_none, ts),
-        };
-        (self.key.clone(), sample)
-    }
-}
-
-#[derive(Debug)]
-struct JsonRoute {
-    filter: String,
-    timestamp: Option<String>,
-    tags: Vec<(String, Target)>,
-}
-
-/// Counters of one broker connection, for the health endpoint and logs.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Counters {
-    pub connects: u64,
-    pub connection_losses: u64,
-    pub messages: u64,
-    pub undecodable_json: u64,
-    pub bad_timestamps: u64,
-    pub unmapped: u64,
-}
-
-/// What one message produced.
-#[derive(Debug, Default)]
-pub struct Decoded {
-    /// Live samples (through interlocks and filters).
-    pub samples: Vec<(SeriesKey, Sample)>,
-    /// Samples the device marked historical (stored as they are).
-    pub historical: Vec<(SeriesKey, Sample)>,
-    /// Messages to publish (Sparkplug rebirth requests).
-    pub publish: Vec<(String, Vec<u8>)>,
-}
-
-/// One broker's tag map and protocol state.
-pub struct Source {
-    host: String,
-    port: u16,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    credentials: Option<(String, String)>,
-    keep_alive: Duration,
-    host_id: Option<String>,
-    json: Vec<JsonRoute>,
-    /// (group, node, device, metric) -> target.
-    metrics: HashMap<(String, String, Option<String>, String), Target>,
-    subscriptions: Vec<String>,
-    sparkplug: Host,
-    pub counters: Counters,
-    /// Where the counters are reported (the gateway's health endpoint), under a name.
-    health: Option<(Arc<crate::health::Health>, String)>,
-}
-
-/// Whether `topic` matches the MQTT topic filter `filter`.
-pub fn topic_matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
-        return false;
-    }
-    let (mut f, mut t) = (filter.split('/'), topic.split('/'));
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) | (None, None) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            _ => return false,
-        }
-    }
-}
-
-impl Source {
-    /// Builds the source from a checked edge file entry; reads the password from its
-    /// environment variable and the TLS files.
-    pub fn new(broker: &MqttBroker) -> Result<Self, String> {
-        let (host, port, tls) = broker_address(&broker.broker)
-            .ok_or_else(|| format!("mqtt `{}`: bad broker URL `{}`", broker.name, broker.broker))?;
-        let tls = if tls {
-            let client = broker.client_cert.as_deref().zip(broker.client_key.as_deref());
-            Some(crate::tls::client_config(broker.ca_file.as_deref(), client)?)
-        } else {
-            None
-        };
-        let credentials = match &broker.username {
-            Some(user) => {
-                let password = crate::config::password(broker.password_env.as_deref(), broker.password_file.as_deref())
-                    .map_err(|e| format!("mqtt `{}`: {e}", broker.name))?;
-                Some((user.clone(), password))
-            }
-            None => None,
-        };
-        let target = |asset: &str, tag: &crate::config::FieldTag| Target {
-            key: SeriesKey::new(asset, tag.signal.clone()),
-            scale: tag.scale,
-            offset: tag.offset,
-        };
-        let mut subscriptions = Vec::new();
-        let mut json = Vec::new();
-        for topic in &broker.json {
-            let topic = topic.get_ref();
-            let tags = topic
-                .tags
-                .iter()
-                .map(|t| (t.get_ref().pointer.clone().unwrap_or_default(), target(&topic.asset, t.get_ref())))
-                .collect();
-            subscriptions.push(topic.topic.clone());
-            json.push(JsonRoute { filter: topic.topic.clone(), timestamp: topic.timestamp.clone(), tags });
-        }
-        let mut metrics = HashMap::new();
-        for node in &broker.sparkplug {
-            let node = node.get_ref();
-            subscriptions.push(format!("{}/{}/+/{}/#", sparkplug::NAMESPACE, node.group, node.node));
-            for tag in &node.tags {
-                let key = (
-                    node.group.clone(),
-                    node.node.clone(),
-                    node.device.clone(),
-                    tag.get_ref().metric.clone().unwrap_or_default(),
-                );
-                metrics.insert(key, target(&node.asset, tag.get_ref()));
-            }
-        }
-        subscriptions.sort();
-        subscriptions.dedup();
-        Ok(Self {
-            host,
-            port,
-            tls,
-            credentials,
-            keep_alive: Duration::from_secs(broker.keep_alive_s.max(5)),
-            host_id: broker.host_id.clone(),
-            json,
-            metrics,
-            subscriptions,
-            sparkplug: Host::new(),
-            counters: Counters::default(),
-            health: None,
-        })
-    }
-
-    /// Reports this source's counters to the gateway's health endpoint as `name`.
-    pub fn with_health(mut self, health: Arc<crate::health::Health>, name: String) -> Self {
-        self.health = Some((health, name));
-        self
-    }
-
-    fn report_health(&self) {
-        if let Some((health, name)) = &self.health
-            && let Ok(mut map) = health.mqtt.lock()
-        {
-            map.insert(
-                name.clone(),
-                crate::health::Mqtt { connection: self.counters, sparkplug: self.sparkplug.counters },
-            );
-        }
-    }
-
-    /// The topic filters to subscribe to.
-    pub fn subscriptions(&self) -> &[String] {
-        &self.subscriptions
-    }
-
-    /// The Sparkplug host's counters.
-    pub fn sparkplug_counters(&self) -> sparkplug::Counters {
-        self.sparkplug.counters
-    }
-
-    /// Decodes one message.
-    pub fn handle(&mut self, topic: &str, payload: &[u8], now: i64) -> Decoded {
-        self.counters.messages += 1;
-        let mut out = Decoded::default();
-        if topic.starts_with(sparkplug::NAMESPACE) && topic.as_bytes().get(sparkplug::NAMESPACE.len()) == Some(&b'/') {
-            self.sparkplug_message(topic, payload, now, &mut out);
-            return out;
-        }
-        let mut matched = false;
-        let mut document: Option<Result<serde_json::Value, String>> = None;
-        for route in self.json.iter().filter(|r| topic_matches(&r.filter, topic)) {
-            matched = true;
-            let doc = document.get_or_insert_with(|| serde_json::from_slice(payload).map_err(|e| e.to_string()));
-            let doc = match doc {
-                Ok(doc) => doc,
-                Err(error) => {
-                    self.counters.undecodable_json += 1;
-                    tracing::warn!(topic, %error, "MQTT payload is not JSON; its signals get bad quality");
-                    out.samples.extend(route.tags.iter().map(|(_, t)| t.sample(now, None, status::DECODING)));
-                    continue;
-                }
-            };
-            let ts = match route.timestamp.as_deref().map(|p| doc.pointer(p)) {
-                None => now,
-                Some(Some(serde_json::Value::Number(n))) if n.as_f64().is_some_and(f64::is_finite) => {
-                    n.as_f64().map_or(now, |v| v.round() as i64)
-                }
-                Some(Some(serde_json::Value::String(s))) if model::Timestamp::parse_rfc3339(s).is_ok() => {
-                    model::Timestamp::parse_rfc3339(s).map_or(now, |t| t.0)
-                }
-                Some(found) => {
-                    self.counters.bad_timestamps += 1;
-                    tracing::warn!(topic, found = ?found, "MQTT timestamp missing or not ms/RFC 3339; using arrival time");
-                    now
-                }
-            };
-            for (pointer, target) in &route.tags {
-                let sample = match doc.pointer(pointer) {
-                    None => continue,
-                    Some(serde_json::Value::Number(n)) => target.sample(ts, n.as_f64(), status::TYPE_MISMATCH),
-                    Some(serde_json::Value::Bool(b)) => target.sample(ts, Some(f64::from(u8::from(*b))), 0),
-                    Some(serde_json::Value::Null) => target.sample(ts, None, status::NO_DATA),
-                    Some(serde_json::Value::String(s)) => {
-                        target.sample(ts, s.trim().parse::<f64>().ok().filter(|v| v.is_finite()), status::TYPE_MISMATCH)
-                    }
-                    Some(_) => target.sample(ts, None, status::TYPE_MISMATCH),
-                };
-                out.samples.push(sample);
-            }
-        }
-        if !matched {
-            self.counters.unmapped += 1;
-        }
-        out
-    }
-
-    fn sparkplug_message(&mut self, topic: &str, payload: &[u8], now: i64, out: &mut Decoded) {
-        let handled = self.sparkplug.handle(topic, payload, now);
-        for problem in &handled.problems {
-            tracing::warn!(topic, %problem, "Sparkplug B");
-        }
-        if let Some((group, node)) = handled.rebirth {
-            tracing::info!(group, node, "asking the Sparkplug node to rebirth");
-            out.publish.push(sparkplug::rebirth_request(&group, &node, now));
-        }
-        // An undecodable payload from a node: its mapped signals are in doubt.
-        if handled.problems.iter().any(|p| matches!(p, sparkplug::Problem::Undecodable(_)))
-            && let Some(t) = sparkplug::Topic::parse(topic)
-        {
-            let (group, node) = (t.group.to_owned(), t.node.to_owned());
-            out.samples.extend(
-                self.metrics
-                    .iter()
-                    .filter(|((g, n, d, _), _)| {
-                        *g == group && *n == node && (t.device.is_none() || d.as_deref() == t.device)
-                    })
-                    .map(|(_, target)| target.sample(now, None, status::DECODING)),
-            );
-        }
-        for reading in handled.readings {
-            let key = (reading.group, reading.node, reading.device, reading.metric);
-            let Some(target) = self.metrics.get(&key) else { continue };
-            let sample = target.sample(reading.ts, reading.value, status::NO_DATA);
-            if reading.historical { out.historical.push(sample) } else { out.samples.push(sample) }
-        }
-        for death in handled.deaths {
-            out.samples.extend(
-                self.metrics
-                    .iter()
-                    .filter(|((g, n, d, _), _)| {
-                        *g == death.group && *n == death.node && (death.device.is_none() || *d == death.device)
-                    })
-                    .map(|(_, target)| target.sample(now, None, status::NOT_CONNECTED)),
-            );
-        }
-    }
-
-    /// The broker is gone: every mapped signal is in doubt until data arrives again, and
-    /// Sparkplug sessions must start over with births.
-    pub fn disconnected(&mut self, now: i64) -> Vec<(SeriesKey, Sample)> {
-        self.sparkplug.forget_sessions();
-        let mut keys: Vec<&Target> = self.json.iter().flat_map(|r| r.tags.iter().map(|(_, t)| t)).collect();
-        keys.extend(self.metrics.values());
-        keys.sort_by(|a, b| a.key.cmp(&b.key));
-        keys.dedup_by(|a, b| a.key == b.key);
-        keys.into_iter().map(|t| t.sample(now, None, status::NOT_CONNECTED)).collect()
-    }
-
-    pub(crate) fn options(&self, client_id: &str, state_at: i64) -> MqttOptions {
-        let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
-        options.set_keep_alive(self.keep_alive);
-        options.set_clean_session(true);
-        options.set_max_packet_size(4 << 20, 4 << 20);
-        if let Some(tls) = &self.tls {
-            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls.clone())));
-        }
-        if let Some((user, password)) = &self.credentials {
-            options.set_credentials(user.clone(), password.clone());
-        }
-        if let Some(host_id) = &self.host_id {
-            let payload = serde_json::json!({"online": false, "timestamp": state_at}).to_string();
-            options.set_last_will(LastWill::new(state_topic(host_id), payload, QoS::AtLeastOnce, true));
-        }
-        options
-    }
-}
-
-/// The Sparkplug 3.0 STATE topic of a host application.
-fn state_topic(host_id: &str) -> String {
-    format!("{}/STATE/{host_id}", sparkplug::NAMESPACE)
-}
 
 fn now_ms() -> i64 {
     model::Timestamp::now().0
 }
 
-/// Runs one broker connection until `stop` turns true: connects (and reconnects with
-/// backoff), subscribes, decodes, and sends samples through `pipeline` to `samples`.
-pub async fn run(
-    mut source: Source,
-    client_id: String,
-    mut pipeline: Pipeline,
-    samples: mpsc::Sender<Vec<(SeriesKey, Sample)>>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// What the health endpoint shows of a broker: the connection's counters and those of
+/// its Sparkplug host.
+#[derive(serde::Serialize)]
+struct BrokerCounters {
+    connection: Counters,
+    sparkplug: sparkplug::Counters,
+}
+
+/// Runs one broker connection until the gateway stops: connects (and reconnects with
+/// backoff), subscribes, decodes, and sends samples through the pipeline. The client id
+/// is the broker's `client_id`, or `<gateway id>-<broker name>`.
+pub async fn run(mut source: Source, mut ctx: SourceContext) {
+    let client_id = source.client_id.clone().unwrap_or_else(|| format!("{}-{}", ctx.gateway, source.name));
     let state_at = now_ms();
     let (client, mut events) = AsyncClient::new(source.options(&client_id, state_at), 256);
     let mut connected = false;
@@ -363,26 +46,22 @@ pub async fn run(
     loop {
         let event = tokio::select! {
             _ = report_every.tick() => {
-                source.report_health();
+                let state = if connected { SourceState::Ok } else { SourceState::Degraded };
+                let counters = BrokerCounters { connection: source.counters, sparkplug: source.sparkplug_counters() };
+                ctx.health.report(state, &counters);
                 continue;
             }
             event = events.poll() => event,
-            _ = stop.changed() => {
-                if let Some(host_id) = &source.host_id {
-                    let payload = serde_json::json!({"online": false, "timestamp": state_at}).to_string();
-                    let _ = client.try_publish(state_topic(host_id), QoS::AtLeastOnce, true, payload);
-                }
-                let _ = client.try_disconnect();
-                return pipeline.hand_over(&samples).await;
-            }
+            _ = ctx.stop.changed() => break,
         };
         let out = match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 connected = true;
                 backoff = Duration::from_millis(200);
                 source.counters.connects += 1;
-                tracing::info!(broker = %source.host, port = source.port, topics = ?source.subscriptions, "connected to the MQTT broker");
-                for topic in &source.subscriptions {
+                let (host, port) = (&source.connection.host, source.connection.port);
+                tracing::info!(broker = %host, port, topics = ?source.subscriptions(), "connected to the MQTT broker");
+                for topic in source.subscriptions() {
                     if let Err(error) = client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
                         tracing::error!(topic, %error, "cannot subscribe");
                     }
@@ -401,134 +80,43 @@ pub async fn run(
                         tracing::warn!(%error, "cannot publish a Sparkplug command");
                     }
                 }
-                let mut out = pipeline.process(decoded.samples, std::time::Instant::now()).await;
+                // Samples the device marked historical skip interlocks and filters.
+                let mut out = ctx.pipeline.process(decoded.samples, std::time::Instant::now()).await;
                 out.extend(decoded.historical);
                 out
             }
             Ok(_) => continue,
             Err(error) => {
-                let out = if connected {
+                let (host, port) = (&source.connection.host, source.connection.port);
+                let lost = if connected {
                     connected = false;
                     source.counters.connection_losses += 1;
-                    tracing::warn!(broker = %source.host, %error, "lost the MQTT broker; its signals get bad quality until it is back");
-                    let lost = source.disconnected(now_ms());
-                    pipeline.process(lost, std::time::Instant::now()).await
+                    tracing::warn!(broker = %host, %error, "lost the MQTT broker; its signals get bad quality until it is back");
+                    source.disconnected(now_ms())
                 } else {
-                    tracing::warn!(broker = %source.host, port = source.port, %error, "cannot reach the MQTT broker; retrying");
+                    tracing::warn!(broker = %host, port, %error, "cannot reach the MQTT broker; retrying");
                     Vec::new()
                 };
-                if !out.is_empty() && samples.send(out).await.is_err() {
+                if !lost.is_empty() && !ctx.send(lost).await {
                     return;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return pipeline.hand_over(&samples).await,
+                    _ = ctx.stop.changed() => return ctx.hand_over().await,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
             }
         };
-        if !out.is_empty() && samples.send(out).await.is_err() {
+        if !ctx.send_unfiltered(out).await {
             return;
         }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sparkplug::{Metric, Payload, Value, datatype};
-    use prost::Message as _;
-
-    fn broker() -> MqttBroker {
-        let source = r#"
-name = "b"
-broker = "mqtt://127.0.0.1:1883"
-[[json]]
-topic = "plant/+/vib"
-asset = "a"
-timestamp = "/ts"
-[[json.tag]]
-pointer = "/rms"
-signal = "vibration"
-scale = 2.0
-[[json.tag]]
-pointer = "/running"
-signal = "running"
-[[sparkplug]]
-group = "g"
-node = "n"
-device = "d"
-asset = "a"
-[[sparkplug.tag]]
-metric = "Temp"
-signal = "temperature"
-offset = -273.15
-"#;
-        toml::from_str(source).unwrap_or_else(|e| panic!("{e}"))
+    // Stopping: the host application says it is offline, then the filters hand over.
+    if let Some(host_id) = &source.host_id {
+        let payload = serde_json::json!({"online": false, "timestamp": state_at}).to_string();
+        let _ = client.try_publish(state_topic(host_id), QoS::AtLeastOnce, true, payload);
     }
-
-    #[test]
-    fn topic_filters() {
-        assert!(topic_matches("a/+/c", "a/b/c"));
-        assert!(topic_matches("a/#", "a"));
-        assert!(topic_matches("a/#", "a/b/c"));
-        assert!(!topic_matches("a/+", "a/b/c"));
-        assert!(!topic_matches("+/x", "$SYS/x"));
-        assert!(!topic_matches("a/b", "a/b/c"));
-    }
-
-    #[test]
-    fn json_documents_map_through_pointers() {
-        let mut source = Source::new(&broker()).expect("source");
-        assert_eq!(source.subscriptions(), ["plant/+/vib", "spBv1.0/g/+/n/#"]);
-        let d = source.handle("plant/p1/vib", br#"{"ts": 1700000000000, "rms": 1.5, "running": true}"#, 5);
-        let got: Vec<(String, i64, f64)> = d.samples.iter().map(|(k, s)| (k.signal.clone(), s.ts, s.value)).collect();
-        assert_eq!(got, vec![("vibration".into(), 1_700_000_000_000, 3.0), ("running".into(), 1_700_000_000_000, 1.0)]);
-        let d = source.handle("plant/p1/vib", br#"{"ts": "2026-11-22T01:38:21.123Z", "rms": null}"#, 5);
-        assert_eq!(d.samples.len(), 1, "running is absent, so it is not sampled");
-        assert_eq!((d.samples[0].1.ts, d.samples[0].1.quality.sub_code()), (1_795_311_501_123, status::NO_DATA));
-        let d = source.handle("plant/p1/vib", br#"{"rms": "fast", "ts": [1]}"#, 5);
-        assert_eq!((d.samples[0].1.ts, d.samples[0].1.quality.sub_code()), (5, status::TYPE_MISMATCH));
-        let d = source.handle("plant/p1/vib", b"\x00garbage", 9);
-        assert_eq!(d.samples.len(), 2);
-        assert!(d.samples.iter().all(|(_, s)| s.quality.sub_code() == status::DECODING && s.ts == 9));
-        assert!(source.handle("other/topic", b"{}", 9).samples.is_empty());
-        assert_eq!(
-            (source.counters.undecodable_json, source.counters.bad_timestamps, source.counters.unmapped),
-            (1, 1, 1)
-        );
-    }
-
-    #[test]
-    fn sparkplug_metrics_map_deaths_go_bad_and_gaps_ask_for_rebirth() {
-        let mut source = Source::new(&broker()).expect("source");
-        let payload = |seq: Option<u64>, metrics: Vec<Metric>| {
-            Payload { timestamp: Some(1_000), seq, metrics, ..Payload::default() }.encode_to_vec()
-        };
-        let temp = |alias, value| Metric {
-            name: (alias == 0).then(|| "Temp".to_owned()),
-            alias: Some(1),
-            datatype: Some(datatype::DOUBLE),
-            value: Some(Value::Double(value)),
-            ..Metric::default()
-        };
-        let bd = Metric { name: Some("bdSeq".into()), value: Some(Value::Long(0)), ..Metric::default() };
-        source.handle("spBv1.0/g/NBIRTH/n", &payload(Some(0), vec![bd]), 0);
-        let d = source.handle("spBv1.0/g/DBIRTH/n/d", &payload(Some(1), vec![temp(0, 300.0)]), 0);
-        assert!((d.samples[0].1.value - 26.85).abs() < 1e-9);
-        let mut historical = temp(1, 301.0);
-        historical.is_historical = Some(true);
-        let d = source.handle("spBv1.0/g/DDATA/n/d", &payload(Some(2), vec![historical]), 0);
-        assert!(d.samples.is_empty() && d.historical.len() == 1);
-        let d = source.handle("spBv1.0/g/DDATA/n/d", &payload(Some(9), vec![temp(1, 302.0)]), 0);
-        assert_eq!(d.publish.len(), 1, "a gap asks for a rebirth");
-        assert_eq!(d.publish[0].0, "spBv1.0/g/NCMD/n");
-        assert_eq!(d.samples.len(), 1, "the values of the message are still used");
-        let d = source.handle("spBv1.0/g/DDEATH/n/d", &payload(Some(10), vec![]), 77);
-        assert_eq!(d.samples.len(), 1);
-        assert_eq!((d.samples[0].1.ts, d.samples[0].1.quality.sub_code()), (77, status::NOT_CONNECTED));
-        let lost = source.disconnected(80);
-        assert_eq!(lost.len(), 3);
-    }
+    let _ = client.try_disconnect();
+    ctx.hand_over().await;
 }

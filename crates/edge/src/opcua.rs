@@ -4,22 +4,29 @@
 //! the value's status code as their quality (Treaty's quality has the same layout); a
 //! lost connection makes every node bad (not connected) until the session is back; the
 //! client reconnects with backoff and recreates the subscription after a server restart.
+//!
+//! `values` turns data values into samples (no I/O); `follow` owns the subscription and
+//! its monitored items; `run` here owns the session.
 
-use crate::config::{NodeTag, OpcUaServer, SecurityMode, browse_path};
-use crate::gateway::Pipeline;
+mod follow;
+mod values;
+
+pub use values::quality;
+
+use crate::config::{OpcUaServer, PasswordError, SecurityMode};
+use crate::health::SourceState;
+use crate::source::{Samples, SourceContext};
+use follow::{Followed, Item, VALUE_QUEUE};
+use futures_util::Stream;
 use model::sample::{Quality, Sample, SeriesKey, Severity};
-use opcua::client::{ClientBuilder, DataChangeCallback, IdentityToken, Session, SessionPollResult};
+use opcua::client::{ClientBuilder, IdentityToken, SessionPollResult};
 use opcua::crypto::SecurityPolicy;
-use opcua::types::{
-    BrowsePath, DataChangeFilter, DataChangeTrigger, DataValue, ExtensionObject, MessageSecurityMode,
-    MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId, ObjectId, QualifiedName, ReadValueId,
-    ReferenceTypeId, RelativePath, RelativePathElement, StatusCode, TimestampsToReturn, UserTokenPolicy,
-};
+use opcua::types::{DataValue, MessageSecurityMode, StatusCode, UserTokenPolicy};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// Bad_NotConnected (top 16 bits).
 const NOT_CONNECTED: u16 = 0x008A;
@@ -36,116 +43,32 @@ pub struct Counters {
     pub values_dropped: u64,
 }
 
-/// A node followed on the server.
-#[derive(Debug, Clone)]
-struct Item {
-    key: SeriesKey,
-    tag: NodeTag,
-}
-
-/// The quality of an OPC UA status code: the same severity and sub-code bits.
-pub fn quality(status: StatusCode) -> Quality {
-    let bits = status.bits();
-    let severity = if status.is_bad() {
-        Severity::Bad
-    } else if status.is_uncertain() {
-        Severity::Uncertain
-    } else {
-        Severity::Good
-    };
-    Quality::new(severity, ((bits >> 16) & 0x3fff) as u16)
-}
-
-/// A data value as a sample (value scaled; non-numeric values are bad, type mismatch).
-fn sample(value: &DataValue, scale: f64, offset: f64, now: i64) -> Sample {
-    let ts = value
-        .source_timestamp
-        .as_ref()
-        .or(value.server_timestamp.as_ref())
-        .map_or(now, |t| t.as_chrono().timestamp_millis());
-    let status = value.status.unwrap_or(StatusCode::Good);
-    let number = value.value.as_ref().and_then(|v| match v {
-        opcua::types::Variant::Boolean(b) => Some(f64::from(u8::from(*b))),
-        v => v.as_f64(),
-    });
-    match number {
-        Some(v) if v.is_finite() => Sample { ts, value: v * scale + offset, quality: quality(status) },
-        // Bad_TypeMismatch when the value is there but not a number.
-        _ if status.is_good() && value.value.is_some() => {
-            Sample { ts, value: f64::NAN, quality: Quality::new(Severity::Bad, 0x0074) }
-        }
-        _ => Sample { ts, value: f64::NAN, quality: if status.is_good() { Quality::BAD } else { quality(status) } },
-    }
+/// Why the session's user identity could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error("{}: {error}", path.display())]
+    ReadCertificate { path: PathBuf, error: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Certificate { path: PathBuf, error: opcua::crypto::X509Error },
+    #[error("{}: {error}", path.display())]
+    Key { path: PathBuf, error: Box<dyn std::error::Error + Send + Sync> },
 }
 
 fn now_ms() -> i64 {
     model::Timestamp::now().0
 }
 
-/// Resolves `browse_path` nodes to node ids (one TranslateBrowsePathsToNodeIds call).
-async fn resolve(session: &Session, items: &[Item]) -> Vec<Result<NodeId, String>> {
-    let mut out: Vec<Result<NodeId, String>> = Vec::with_capacity(items.len());
-    let mut paths = Vec::new();
-    let mut at = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match (&item.tag.node_id, &item.tag.browse_path) {
-            (Some(id), _) => out.push(id.parse::<NodeId>().map_err(|_| format!("bad node id `{id}`"))),
-            (None, Some(path)) => {
-                let elements = browse_path(path).unwrap_or_default();
-                paths.push(BrowsePath {
-                    starting_node: ObjectId::ObjectsFolder.into(),
-                    relative_path: RelativePath {
-                        elements: Some(
-                            elements
-                                .into_iter()
-                                .map(|(ns, name)| RelativePathElement {
-                                    reference_type_id: ReferenceTypeId::HierarchicalReferences.into(),
-                                    is_inverse: false,
-                                    include_subtypes: true,
-                                    target_name: QualifiedName::new(ns, name),
-                                })
-                                .collect(),
-                        ),
-                    },
-                });
-                at.push(i);
-                out.push(Err(String::new()));
-            }
-            (None, None) => out.push(Err("no node id or browse path".into())),
-        }
-    }
-    if paths.is_empty() {
-        return out;
-    }
-    match session.translate_browse_paths_to_node_ids(&paths).await {
-        Ok(results) => {
-            for (result, i) in results.into_iter().zip(at) {
-                let path = items[i].tag.browse_path.clone().unwrap_or_default();
-                out[i] = match result.targets.and_then(|t| t.into_iter().next()) {
-                    Some(target) if result.status_code.is_good() => Ok(target.target_id.node_id),
-                    _ => Err(format!("browse path `{path}` not found ({})", result.status_code)),
-                };
-            }
-        }
-        Err(error) => {
-            for i in at {
-                out[i] = Err(format!("translating browse paths failed: {error}"));
-            }
-        }
-    }
-    out
+/// Every item as a bad sample (not connected), stamped `now`.
+fn all_bad(items: &[Item], now: i64) -> impl Iterator<Item = (SeriesKey, Sample)> + '_ {
+    let quality = Quality::new(Severity::Bad, NOT_CONNECTED);
+    items.iter().map(move |i| (i.key.clone(), Sample { ts: now, value: f64::NAN, quality }))
 }
 
-/// Runs one server's session until `stop` turns true.
-pub async fn run(
-    server: OpcUaServer,
-    gateway_id: String,
-    default_pki: PathBuf,
-    mut pipeline: Pipeline,
-    samples: mpsc::Sender<Vec<(SeriesKey, Sample)>>,
-    mut stop: watch::Receiver<bool>,
-    health: Option<Arc<crate::health::Health>>,
-) {
+/// Runs one server's session until the gateway stops. Without a usable identity or
+/// client settings the server is not read (logged), and the gateway runs on.
+pub async fn run(server: OpcUaServer, mut ctx: SourceContext) {
     let items: Vec<Item> = server
         .nodes
         .iter()
@@ -155,14 +78,7 @@ pub async fn run(
         })
         .collect();
     let mut counters = Counters::default();
-    let report = |counters: &Counters| {
-        if let Some(health) = &health
-            && let Ok(mut map) = health.opcua.lock()
-        {
-            map.insert(server.name.clone(), *counters);
-        }
-    };
-    report(&counters);
+    ctx.health.report(SourceState::Degraded, &counters);
     let identity = match identity(&server) {
         Ok(identity) => identity,
         Err(error) => {
@@ -170,28 +86,7 @@ pub async fn run(
             return;
         }
     };
-    let mut client = match ClientBuilder::new()
-        .application_name("Treaty edge gateway")
-        .application_uri(format!("urn:treaty:edge:{gateway_id}"))
-        .product_uri("urn:treaty:edge")
-        .pki_dir(server.pki_dir.clone().unwrap_or(default_pki))
-        .create_sample_keypair(true)
-        .trust_server_certs(server.trust_server_certs)
-        .session_retry_limit(-1)
-        .session_retry_initial(Duration::from_millis(500))
-        .session_retry_max(Duration::from_secs(30))
-        .keep_alive_interval(Duration::from_secs(5))
-        .request_timeout(Duration::from_secs(10))
-        .recreate_subscriptions(true)
-        .session_name(format!("treaty-{gateway_id}-{}", server.name))
-        .client()
-    {
-        Ok(client) => client,
-        Err(errors) => {
-            tracing::error!(server = %server.name, ?errors, "OPC UA client settings; this server is not read");
-            return;
-        }
-    };
+    let Some(mut client) = client(&server, &ctx.gateway) else { return };
     let mode = match server.security_mode {
         SecurityMode::None => MessageSecurityMode::None,
         SecurityMode::Sign => MessageSecurityMode::Sign,
@@ -205,7 +100,7 @@ pub async fn run(
         let attempt = client.connect_to_matching_endpoint(endpoint.clone(), identity.clone());
         let result = tokio::select! {
             result = attempt => result,
-            _ = stop.changed() => return,
+            _ = ctx.stop.changed() => return,
         };
         match result {
             Ok(connected) => break connected,
@@ -213,7 +108,7 @@ pub async fn run(
                 tracing::warn!(server = %server.name, endpoint = %server.endpoint, %error, "cannot open an OPC UA session; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return,
+                    _ = ctx.stop.changed() => return,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
@@ -223,30 +118,7 @@ pub async fn run(
     // callback cannot wait: a full queue drops the change and counts it.
     let (values, mut changes) = mpsc::channel::<(usize, DataValue)>(VALUE_QUEUE);
     let dropped = Arc::new(AtomicU64::new(0));
-    let (lost, mut losses) = mpsc::unbounded_channel::<bool>();
-    let name = server.name.clone();
-    let driver = tokio::spawn(async move {
-        use futures_util::StreamExt;
-        let events = event_loop.enter();
-        futures_util::pin_mut!(events);
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(SessionPollResult::ConnectionLost(status)) => {
-                    tracing::warn!(server = %name, %status, "lost the OPC UA server; its nodes get bad quality until it is back");
-                    let _ = lost.send(true);
-                }
-                Ok(SessionPollResult::Reconnected(how)) => {
-                    tracing::info!(server = %name, ?how, "OPC UA session re-established");
-                    let _ = lost.send(false);
-                }
-                Ok(_) => {}
-                Err(status) => {
-                    tracing::error!(server = %name, %status, "the OPC UA session ended");
-                    return;
-                }
-            }
-        }
-    });
+    let (driver, mut losses) = drive(event_loop.enter(), server.name.clone());
     // (The session's first `Reconnected` event counts this connection.)
     session.wait_for_connection().await;
     tracing::info!(server = %server.name, endpoint = %server.endpoint, nodes = items.len(), "OPC UA session open");
@@ -255,20 +127,20 @@ pub async fn run(
     // (a PLC program loaded later, a node added by an engineer).
     let mut failed = followed.follow(&session, &server, &items, (0..items.len()).collect(), &values, &dropped).await;
     counters.items_failed = failed.len() as u64;
-    report(&counters);
+    let mut connected = true;
+    ctx.health.report(SourceState::Ok, &counters);
     // Nodes that cannot be followed are reported as bad (their status, or not connected).
     let now = now_ms();
-    let refused: Vec<(SeriesKey, Sample)> = failed
+    let refused: Samples = failed
         .iter()
         .map(|(i, status)| (items[*i].key.clone(), Sample { ts: now, value: f64::NAN, quality: quality(*status) }))
         .collect();
-    if !refused.is_empty() && samples.send(refused).await.is_err() {
+    if !ctx.send_unfiltered(refused).await {
         return;
     }
     // When each item was last marked bad (not connected): the first value after the
     // connection is back must be newer, or the bad mark would stay the latest sample.
     let mut marked_bad: Vec<Option<i64>> = vec![None; items.len()];
-    let mut connected = true;
     let mut report_every = tokio::time::interval(Duration::from_secs(1));
     let retry_every = Duration::from_millis(server.retry_refused_ms.max(100));
     let mut retry = tokio::time::interval_at(tokio::time::Instant::now() + retry_every, retry_every);
@@ -279,7 +151,7 @@ pub async fn run(
         tokio::select! {
             _ = report_every.tick() => {
                 counters.values_dropped = dropped.load(Ordering::Relaxed);
-                report(&counters);
+                ctx.health.report(state(connected), &counters);
             }
             _ = retry.tick(), if connected && !failed.is_empty() => {
                 let before = failed.len();
@@ -304,7 +176,7 @@ pub async fn run(
                         connected = false;
                         let now = now_ms();
                         marked_bad.iter_mut().for_each(|m| *m = Some(now));
-                        batch.extend(items.iter().map(|i| (i.key.clone(), Sample { ts: now, value: f64::NAN, quality: Quality::new(Severity::Bad, NOT_CONNECTED) })));
+                        batch.extend(all_bad(&items, now));
                     }
                     Some(false) => {
                         counters.connects += 1;
@@ -319,18 +191,18 @@ pub async fn run(
                     None => {
                         // The session's driver ended: nothing will arrive any more.
                         tracing::error!(server = %server.name, "the OPC UA session ended for good; its nodes stay bad until the gateway restarts");
-                        let now = now_ms();
-                        batch.extend(items.iter().map(|i| (i.key.clone(), Sample { ts: now, value: f64::NAN, quality: Quality::new(Severity::Bad, NOT_CONNECTED) })));
+                        batch.extend(all_bad(&items, now_ms()));
+                        connected = false;
                         ended = true;
                     }
                 }
             }
-            _ = stop.changed() => break,
+            _ = ctx.stop.changed() => break,
         }
         let now = now_ms();
         for (handle, value) in values_in {
             let Some(item) = items.get(handle) else { continue };
-            let mut s = sample(&value, item.tag.scale, item.tag.offset, now);
+            let mut s = values::sample(&value, item.tag.scale, item.tag.offset, now);
             if let Some(bad_at) = marked_bad[handle].take() {
                 s.ts = s.ts.max(bad_at + 1);
             }
@@ -340,183 +212,99 @@ pub async fn run(
             }
             batch.push((item.key.clone(), s));
         }
-        if batch.is_empty() {
-            continue;
-        }
-        let out = pipeline.process(batch, std::time::Instant::now()).await;
-        if !out.is_empty() && samples.send(out).await.is_err() {
+        if !batch.is_empty() && !ctx.send(batch).await {
             break;
         }
     }
     counters.values_dropped = dropped.load(Ordering::Relaxed);
-    report(&counters);
-    pipeline.hand_over(&samples).await;
+    ctx.health.report(state(connected), &counters);
+    ctx.hand_over().await;
     let _ = session.disconnect().await;
     driver.abort();
 }
 
-/// Data changes queued between the subscription's callback and the adapter.
-const VALUE_QUEUE: usize = 65_536;
-
-/// The subscription and the node each item follows.
-struct Followed {
-    subscription: Option<u32>,
-    node_ids: Vec<Option<NodeId>>,
+fn state(connected: bool) -> SourceState {
+    if connected { SourceState::Ok } else { SourceState::Degraded }
 }
 
-impl Followed {
-    /// Creates the subscription if there is none yet, then a monitored item for each of
-    /// `indices`; returns the items that cannot be followed, with the reason's status.
-    async fn follow(
-        &mut self,
-        session: &Session,
-        server: &OpcUaServer,
-        items: &[Item],
-        indices: Vec<usize>,
-        values: &mpsc::Sender<(usize, DataValue)>,
-        dropped: &Arc<AtomicU64>,
-    ) -> Vec<(usize, StatusCode)> {
-        let subscription = match self.subscription {
-            Some(id) => id,
-            None => {
-                let publishing = Duration::from_millis(server.publishing_interval_ms.max(10));
-                let (values, dropped) = (values.clone(), dropped.clone());
-                let callback = DataChangeCallback::new(move |value, item| {
-                    tracing::trace!(handle = item.client_handle(), ?value, "OPC UA data change");
-                    let handle = (item.client_handle() as usize).wrapping_sub(1);
-                    if values.try_send((handle, value)).is_err() {
-                        dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                });
-                match session.create_subscription(publishing, 60, 20, 0, 0, true, callback).await {
-                    Ok(id) => *self.subscription.insert(id),
-                    Err(error) => {
-                        tracing::error!(server = %server.name, %error, "cannot create the OPC UA subscription");
-                        return indices.into_iter().map(|i| (i, error.status())).collect();
-                    }
-                }
-            }
-        };
-        let wanted: Vec<Item> = indices.iter().map(|i| items[*i].clone()).collect();
-        let node_ids = resolve(session, &wanted).await;
-        let mut failed = Vec::new();
-        let mut requests = Vec::new();
-        let mut handles = Vec::new();
-        for ((i, item), node) in indices.iter().zip(&wanted).zip(node_ids) {
-            let node = match node {
-                Ok(node) => node,
-                Err(error) => {
-                    tracing::error!(server = %server.name, signal = %item.key, %error, "cannot follow this node");
-                    failed.push((*i, StatusCode::BadNodeIdUnknown));
-                    continue;
-                }
-            };
-            let deadband = match (item.tag.deadband, item.tag.deadband_percent) {
-                (Some(d), _) => Some((1, d)),
-                (None, Some(p)) => Some((2, p)),
-                (None, None) => None,
-            };
-            let filter = deadband.map_or_else(ExtensionObject::null, |(kind, value)| {
-                ExtensionObject::from_message(DataChangeFilter {
-                    trigger: DataChangeTrigger::StatusValue,
-                    deadband_type: kind,
-                    deadband_value: value,
-                })
-            });
-            let sampling = item.tag.sampling_interval_ms.unwrap_or(server.publishing_interval_ms) as f64;
-            requests.push(MonitoredItemCreateRequest::new(
-                ReadValueId { node_id: node.clone(), attribute_id: 13, ..ReadValueId::default() },
-                MonitoringMode::Reporting,
-                MonitoringParameters {
-                    // Handle 0 means "assign one" to the client library: start at 1.
-                    client_handle: *i as u32 + 1,
-                    sampling_interval: sampling,
-                    filter,
-                    queue_size: 10,
-                    discard_oldest: true,
-                },
-            ));
-            handles.push((*i, node));
-        }
-        if requests.is_empty() {
-            return failed;
-        }
-        match session.create_monitored_items(subscription, TimestampsToReturn::Both, requests).await {
-            Ok(results) => {
-                for (result, (i, node)) in results.iter().zip(handles) {
-                    let status = result.result.status_code;
-                    if status.is_good() {
-                        self.node_ids[i] = Some(node);
-                    } else {
-                        tracing::error!(server = %server.name, signal = %items[i].key, %status, "the server refused a monitored item");
-                        failed.push((i, status));
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::error!(server = %server.name, %error, "cannot create monitored items");
-                failed.extend(handles.into_iter().map(|(i, _)| (i, error.status())));
-            }
-        }
-        failed
+/// The client for one server, named after the gateway; `None` (logged) when the
+/// settings are unusable. Without `pki_dir` the library's default applies (the gateway
+/// sets `<spool_dir>/pki`).
+fn client(server: &OpcUaServer, gateway: &str) -> Option<opcua::client::Client> {
+    let mut builder = ClientBuilder::new()
+        .application_name("Treaty edge gateway")
+        .application_uri(format!("urn:treaty:edge:{gateway}"))
+        .product_uri("urn:treaty:edge");
+    if let Some(pki_dir) = &server.pki_dir {
+        builder = builder.pki_dir(pki_dir.clone());
     }
+    let built = builder
+        .create_sample_keypair(true)
+        .trust_server_certs(server.trust_server_certs)
+        .session_retry_limit(-1)
+        .session_retry_initial(Duration::from_millis(500))
+        .session_retry_max(Duration::from_secs(30))
+        .keep_alive_interval(Duration::from_secs(5))
+        .request_timeout(Duration::from_secs(10))
+        .recreate_subscriptions(true)
+        .session_name(format!("treaty-{gateway}-{}", server.name))
+        .client();
+    match built {
+        Ok(client) => Some(client),
+        Err(errors) => {
+            tracing::error!(server = %server.name, ?errors, "OPC UA client settings; this server is not read");
+            None
+        }
+    }
+}
 
-    /// The current value of every followed node (one Read call), by item index.
-    async fn read_all(&self, session: &Session) -> Vec<(usize, DataValue)> {
-        let (indices, reads): (Vec<usize>, Vec<ReadValueId>) = self
-            .node_ids
-            .iter()
-            .enumerate()
-            .filter_map(|(i, node)| {
-                Some((i, ReadValueId { node_id: node.clone()?, attribute_id: 13, ..ReadValueId::default() }))
-            })
-            .unzip();
-        if reads.is_empty() {
-            return Vec::new();
-        }
-        match session.read(&reads, TimestampsToReturn::Both, 0.0).await {
-            Ok(values) => indices.into_iter().zip(values).collect(),
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the current values after reconnecting");
-                Vec::new()
+/// Drives the session's event loop in its own task; the receiver says `true` when the
+/// connection is lost, `false` when it is back, and closes when the session ended.
+fn drive(
+    events: impl Stream<Item = Result<SessionPollResult, StatusCode>> + Send + 'static,
+    name: String,
+) -> (tokio::task::JoinHandle<()>, mpsc::UnboundedReceiver<bool>) {
+    let (lost, losses) = mpsc::unbounded_channel::<bool>();
+    let driver = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        futures_util::pin_mut!(events);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(SessionPollResult::ConnectionLost(status)) => {
+                    tracing::warn!(server = %name, %status, "lost the OPC UA server; its nodes get bad quality until it is back");
+                    let _ = lost.send(true);
+                }
+                Ok(SessionPollResult::Reconnected(how)) => {
+                    tracing::info!(server = %name, ?how, "OPC UA session re-established");
+                    let _ = lost.send(false);
+                }
+                Ok(_) => {}
+                Err(status) => {
+                    tracing::error!(server = %name, %status, "the OPC UA session ended");
+                    return;
+                }
             }
         }
-    }
+    });
+    (driver, losses)
 }
 
 /// The user identity for the session.
-fn identity(server: &OpcUaServer) -> Result<IdentityToken, String> {
+fn identity(server: &OpcUaServer) -> Result<IdentityToken, IdentityError> {
     match (&server.username, &server.user_cert, &server.user_key) {
         (Some(user), _, _) => {
             let password = crate::config::password(server.password_env.as_deref(), server.password_file.as_deref())?;
             Ok(IdentityToken::new_user_name(user.clone(), password))
         }
         (None, Some(cert), Some(key)) => {
-            let pem = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
-            let cert = opcua::crypto::X509::from_pem(&pem).map_err(|e| format!("{}: {e}", cert.display()))?;
-            let key = opcua::crypto::PrivateKey::read_pem_file(key).map_err(|e| format!("{}: {e:?}", key.display()))?;
-            Ok(IdentityToken::X509(Box::new(cert), Box::new(key)))
+            let pem =
+                std::fs::read(cert).map_err(|error| IdentityError::ReadCertificate { path: cert.clone(), error })?;
+            let certificate = opcua::crypto::X509::from_pem(&pem)
+                .map_err(|error| IdentityError::Certificate { path: cert.clone(), error })?;
+            let private_key = opcua::crypto::PrivateKey::read_pem_file(key)
+                .map_err(|error| IdentityError::Key { path: key.clone(), error: Box::new(error) })?;
+            Ok(IdentityToken::X509(Box::new(certificate), Box::new(private_key)))
         }
         _ => Ok(IdentityToken::Anonymous),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_codes_keep_their_severity_and_sub_code() {
-        assert_eq!(quality(StatusCode::Good), Quality::GOOD);
-        let q = quality(StatusCode::BadSensorFailure);
-        assert_eq!((q.severity(), q.sub_code()), (Severity::Bad, 0x008C));
-        let q = quality(StatusCode::UncertainLastUsableValue);
-        assert_eq!(q.severity(), Severity::Uncertain);
-        let value = DataValue::new_now(opcua::types::Variant::from("text"));
-        assert_eq!(sample(&value, 1.0, 0.0, 0).quality.sub_code(), 0x0074, "a string is a type mismatch");
-        let value = DataValue::new_now(opcua::types::Variant::from(true));
-        assert_eq!(sample(&value, 1.0, 0.0, 0).value, 1.0);
-        let value = DataValue::new_now(opcua::types::Variant::from(21.5f32));
-        assert_eq!(sample(&value, 2.0, 1.0, 0).value, 44.0);
     }
 }

@@ -306,9 +306,8 @@ mod tests {
     #[test]
     fn a_group_of_more_records_than_one_system_call_takes_is_written_whole() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let payloads: Vec<Vec<u8>> = (0..1500)
-            .map(|i| encode_wal_record(None, false, &[(i, &[Sample::good(i64::from(i), 0.5)][..])]))
-            .collect();
+        let payloads: Vec<Vec<u8>> =
+            (0..1500).map(|i| encode_wal_record(None, false, &[(i, &[Sample::good(i64::from(i), 0.5)][..])])).collect();
         {
             let (wal, replayed) = Wal::open(dir.path(), 1 << 30).expect("open");
             assert!(replayed.is_empty());

@@ -4,8 +4,8 @@
 //! certificates made by `openssl`.
 
 use edge::config::MqttBroker;
-use edge::gateway::Pipeline;
 use edge::mqtt::Source;
+use edge::source::SourceContext;
 use model::sample::{Sample, SeriesKey, Severity};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -92,7 +92,10 @@ fn subscribe(broker: &MqttBroker) -> (mpsc::Receiver<Vec<(SeriesKey, Sample)>>, 
     let source = Source::new(broker).unwrap_or_else(|e| panic!("{e}"));
     let (send, receive) = mpsc::channel(1024);
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(edge::mqtt::run(source, format!("test-{}", free_port()), Pipeline::passthrough(), send, stopped));
+    let mut ctx = SourceContext::for_test(send, stopped);
+    // A client id of its own (`<gateway>-<broker name>`), as two adapters may share a broker.
+    ctx.gateway = format!("test-{}", free_port());
+    tokio::spawn(edge::mqtt::run(source, ctx));
     (receive, stop)
 }
 
@@ -365,6 +368,6 @@ async fn tls_to_the_broker_trusts_only_the_given_authority() {
     assert!(untrusted.try_recv().is_err(), "a broker whose certificate the CA did not sign must not be trusted");
     // A CA file that is not PEM is refused with its name.
     std::fs::write(dir.path().join("junk.pem"), "junk").expect("write");
-    let error = Source::new(&config("junk.pem")).err().expect("junk CA refused");
+    let error = Source::new(&config("junk.pem")).err().expect("junk CA refused").to_string();
     assert!(error.contains("junk.pem") && error.contains("no PEM certificate"), "{error}");
 }

@@ -4,7 +4,7 @@
 //! encrypt, user name) whose server certificate must be trusted.
 
 use edge::config::OpcUaServer;
-use edge::gateway::Pipeline;
+use edge::source::SourceContext;
 use model::sample::{Sample, SeriesKey, Severity};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -90,18 +90,11 @@ fn follow(text: &str) -> (Seen, watch::Sender<bool>, tempfile::TempDir) {
 /// Runs the adapter for the server in `text` with its PKI in `pki`.
 fn follow_with(text: &str, pki: &std::path::Path) -> (Seen, watch::Sender<bool>) {
     super::logs();
-    let server: OpcUaServer = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+    let mut server: OpcUaServer = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+    server.pki_dir = Some(pki.to_path_buf());
     let (send, receive) = mpsc::channel(1024);
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(edge::opcua::run(
-        server,
-        "test".into(),
-        pki.to_path_buf(),
-        Pipeline::passthrough(),
-        send,
-        stopped,
-        None,
-    ));
+    tokio::spawn(edge::opcua::run(server, SourceContext::for_test(send, stopped)));
     (Seen::new(receive), stop)
 }
 

@@ -552,3 +552,62 @@ fn the_gateway_publishes_as_a_sparkplug_edge_node_and_holds_data_while_the_host_
                 .is_ok_and(|r| r["samples"]["values"].as_array().is_some_and(|v| v.len() >= 8))
     });
 }
+
+/// The Sparkplug host when the hub's disk is full: data messages are QoS 0, so what the
+/// host received must not be lost when it cannot be stored. The host keeps it, says its
+/// STATE is offline (so that edge nodes buffer), and once there is room stores what it
+/// kept and says online again.
+#[test]
+fn the_sparkplug_host_keeps_what_it_cannot_store_and_says_offline_meanwhile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = super::small_disk::SmallDisk::mount(&dir.path().join("disk"), "48m");
+    let mqtt_port = free_port();
+    let _broker = mosquitto(dir.path(), mqtt_port);
+    let data = disk.0.join("hub");
+    let data = data.to_str().expect("utf-8");
+    let broker_url = format!("mqtt://127.0.0.1:{mqtt_port}");
+    let args =
+        ["--sparkplug-broker", broker_url.as_str(), "--sparkplug-node", "plant-1/line-1-edge=acme/plant-1/line-1"];
+    let hub = Server::start_args(data, Some(ADMIN), true, "127.0.0.1:0", &args);
+    let state = || {
+        let out = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &mqtt_port.to_string(),
+                "-t",
+                "spBv1.0/STATE/treaty-hub",
+                "-C",
+                "1",
+                "-W",
+                "5",
+            ])
+            .output()
+            .expect("mosquitto_sub");
+        text(&out.stdout)
+    };
+    const P102: &str = "acme/plant-1/line-1/p-102";
+    let mut node = sparkplug_node(mqtt_port, "acme:plant-1:line-1:p-102", "bearing_temperature");
+    wait_for("the DBIRTH value at the hub", || {
+        latest_of(&hub, P102)["signals"]["bearing_temperature"]["value"] == 55.5
+    });
+    let filler = disk.fill(0);
+    // Small messages may still fit in the WAL's last page: send new values until the
+    // host says it cannot store them.
+    let mut last = 60.0;
+    wait_for("the host saying offline while it cannot store", || {
+        last += 0.25;
+        tell(&mut node, &format!("data {last}"));
+        state().contains("\"online\":false")
+    });
+    let stored = latest_of(&hub, P102)["signals"]["bearing_temperature"]["value"].as_f64();
+    assert_ne!(stored, Some(last), "the last value sent could not have been stored yet");
+    std::fs::remove_file(filler).expect("free the disk");
+    wait_for("what the host kept, stored", || {
+        latest_of(&hub, P102)["signals"]["bearing_temperature"]["value"].as_f64() == Some(last)
+    });
+    wait_for("the host online again", || state().contains("\"online\":true"));
+    let _ = node.kill();
+    let _ = node.wait();
+}

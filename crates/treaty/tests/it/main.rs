@@ -479,3 +479,35 @@ fn a_full_disk_is_refused_with_507_and_acknowledged_telemetry_survives_sigkill()
     assert_eq!(stored.into_iter().collect::<Vec<_>>(), acknowledged, "every acknowledged batch, and only those");
     assert!(server.terminate().success());
 }
+
+/// The hub's `/metrics` passes Prometheus' own linter (`promtool check metrics`): every
+/// metric has help text and a valid name, type and unit.
+#[test]
+fn the_metrics_pass_promtool() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8");
+    let token = "trt_metrics-test-admin-token-0123456789abc";
+    let server = Server::start(data, Some(token));
+    // Telemetry stored and rejected, an auth failure: the counters exist.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let body = serde_json::json!({"series": [
+        {"asset": "acme/plant-1/line-1/p-101", "signal": "flow", "timestamps": [now - 1000], "values": [5.5]},
+        {"asset": "acme/plant-1/line-1/p-101", "signal": "no_such", "timestamps": [now - 1000], "values": [1.0]}]})
+    .to_string();
+    assert_eq!(http_post(&server.address, "/api/v1/telemetry", token, &body).expect("post").0, 200);
+    assert_eq!(server.get("/api/v1/whoami", "trt_wrong_wrong_wrong_wrong_wrong_wrong").0, 401);
+    let (status, metrics) = server.get("/metrics", token);
+    assert_eq!(status, 200);
+    assert!(metrics.contains("treaty_telemetry_samples_rejected_total"), "{metrics}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/test installs it)");
+    promtool.stdin.take().expect("stdin").write_all(metrics.as_bytes()).expect("write");
+    let out = promtool.wait_with_output().expect("promtool");
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool found problems:\n{said}\n{metrics}");
+}
