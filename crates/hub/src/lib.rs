@@ -138,11 +138,11 @@ impl Hub {
             tasks.push(("metrics upkeep", tokio::spawn(metrics_upkeep(metrics.upkeep.clone(), stop.clone()))));
         }
         if let Some(host) = options.sparkplug {
-            let (ingest, stop) = (ingest.clone(), stop.clone());
+            let (ingest, clock, stop) = (ingest.clone(), options.clock.clone(), stop.clone());
             tasks.push((
                 "sparkplug host",
                 tokio::spawn(async move {
-                    if let Err(error) = sparkplug_host::run(host, ingest, stop).await {
+                    if let Err(error) = sparkplug_host::run(host, ingest, clock, stop).await {
                         tracing::error!(error = %format!("{error:#}"), "the Sparkplug host stopped");
                     }
                 }),

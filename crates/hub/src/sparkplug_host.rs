@@ -95,7 +95,12 @@ const MAX_PENDING_SAMPLES: usize = 1 << 20;
 const RETRY_EVERY: Duration = Duration::from_secs(2);
 
 /// Runs until `stop`, reconnecting with backoff.
-pub async fn run(options: HostOptions, ingest: Arc<Ingest>, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    options: HostOptions,
+    ingest: Arc<Ingest>,
+    clock: model::ClockRef,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let (host, port, tls) = edge::config::broker_address(&options.broker).with_context(|| {
         format!("--sparkplug-broker `{}` is not mqtt://host:port or mqtts://host:port", options.broker)
     })?;
@@ -111,7 +116,7 @@ pub async fn run(options: HostOptions, ingest: Arc<Ingest>, stop: CancellationTo
         mqtt.set_credentials(user.clone(), options.password.clone().unwrap_or_default());
     }
     let state_topic = format!("{}/STATE/{}", sparkplug::NAMESPACE, options.host_id);
-    let born_at = model::Timestamp::now().0;
+    let born_at = clock.now_ms();
     let offline = serde_json::json!({"online": false, "timestamp": born_at}).to_string();
     mqtt.set_last_will(LastWill::new(state_topic.clone(), offline, QoS::AtLeastOnce, true));
     let (client, mut events) = AsyncClient::new(mqtt, 256);
@@ -131,6 +136,7 @@ pub async fn run(options: HostOptions, ingest: Arc<Ingest>, stop: CancellationTo
         state_topic,
         born_at,
         machine: Host::new(),
+        clock,
         born: HashMap::new(),
         pending: VecDeque::new(),
         pending_samples: 0,
@@ -193,6 +199,8 @@ struct Session {
     state_topic: String,
     born_at: i64,
     machine: Host,
+    /// The hub's clock: time stamps of the stale marks, the rebirth requests.
+    clock: model::ClockRef,
     /// The signals each node's or device's births announced, for staleness on death.
     born: HashMap<Scope, BTreeSet<String>>,
     /// Samples not stored yet (the write failed), oldest first, with their historical mark.
@@ -224,7 +232,7 @@ impl Session {
         if topic.starts_with(&format!("{}/STATE/", sparkplug::NAMESPACE)) {
             return;
         }
-        let now = model::Timestamp::now().0;
+        let now = self.clock.now_ms();
         let handled = self.machine.handle(topic, payload, now);
         for problem in &handled.problems {
             tracing::warn!(%topic, %problem, "Sparkplug B");
@@ -300,7 +308,7 @@ impl Session {
 
     /// Without the broker nothing is known about any device: every born signal goes stale.
     async fn all_stale(&mut self) {
-        let now = model::Timestamp::now().0;
+        let now = self.clock.now_ms();
         let bad = Sample { ts: now, value: f64::NAN, quality: Quality::new(Severity::Bad, 0x008A) };
         let stale: SeriesSamples = self
             .born

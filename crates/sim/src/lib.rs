@@ -102,6 +102,9 @@ pub struct SimOptions {
     pub truth: Option<PathBuf>,
     /// Where the OPC UA servers keep their application certificate.
     pub pki_dir: PathBuf,
+    /// Wall-clock time (samples are stamped with it; simulated time follows it at
+    /// `world.speed`): the system clock, or a hub's when run beside one.
+    pub clock: model::ClockRef,
 }
 
 /// A running simulation.
@@ -130,10 +133,6 @@ impl Running {
     }
 }
 
-fn now_ms() -> i64 {
-    model::Timestamp::now().0
-}
-
 /// Builds the fleet's machines and serves each over its protocol.
 pub async fn start(entities: &[Entity], options: SimOptions) -> Result<Running, String> {
     let category_of = |model_id: &str| {
@@ -151,7 +150,7 @@ pub async fn start(entities: &[Entity], options: SimOptions) -> Result<Running, 
     });
     let trajectories =
         if needs_cmapss { cmapss::load(&options.data_dir.join("cmapss/train_FD001.txt"))? } else { Vec::new() };
-    let mut world = World::new(entities, &options.only, trajectories, options.world.clone(), now_ms())?;
+    let mut world = World::new(entities, &options.only, trajectories, options.world.clone(), options.clock.now_ms())?;
     if let Some(path) = &options.truth {
         world.log_to(path)?;
     }
@@ -222,7 +221,13 @@ pub async fn start(entities: &[Entity], options: SimOptions) -> Result<Running, 
     if !json.is_empty() || !sparkplug.is_empty() {
         let broker = mqtt::broker_address(&options.broker)?;
         if !json.is_empty() {
-            running.tasks.push(tokio::spawn(mqtt::json(world.clone(), json, broker.clone(), options.tick)));
+            running.tasks.push(tokio::spawn(mqtt::json(
+                world.clone(),
+                json,
+                broker.clone(),
+                options.tick,
+                options.clock.clone(),
+            )));
         }
         for (site, indices) in sparkplug {
             running.tasks.push(tokio::spawn(mqtt::sparkplug(
@@ -231,18 +236,19 @@ pub async fn start(entities: &[Entity], options: SimOptions) -> Result<Running, 
                 indices,
                 broker.clone(),
                 options.tick,
+                options.clock.clone(),
             )));
         }
     }
-    let clock = world.clone();
+    let (shared, clock) = (world.clone(), options.clock.clone());
     let tick = options.tick;
     running.tasks.push(tokio::spawn(async move {
         let mut every = tokio::time::interval(tick);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             every.tick().await;
-            let Ok(mut world) = clock.lock() else { return };
-            world.advance_to(now_ms());
+            let Ok(mut world) = shared.lock() else { return };
+            world.advance_to(clock.now_ms());
         }
     }));
     Ok(running)

@@ -38,10 +38,6 @@ pub fn broker_address(url: &str) -> Result<(String, u16), String> {
         .ok_or_else(|| format!("bad broker URL `{url}`: expected mqtt://host[:port]"))
 }
 
-fn now_ms() -> i64 {
-    model::Timestamp::now().0
-}
-
 fn options(client_id: &str, broker: &(String, u16)) -> MqttOptions {
     let mut options = MqttOptions::new(client_id, broker.0.clone(), broker.1);
     options.set_keep_alive(Duration::from_secs(10));
@@ -50,7 +46,7 @@ fn options(client_id: &str, broker: &(String, u16)) -> MqttOptions {
 }
 
 /// Publishes the JSON machines `indices` every `tick` until the task is dropped.
-pub async fn json(world: Shared, indices: Vec<usize>, broker: (String, u16), tick: Duration) {
+pub async fn json(world: Shared, indices: Vec<usize>, broker: (String, u16), tick: Duration, clock: model::ClockRef) {
     let (client, mut events) = AsyncClient::new(options("treaty-sim-json", &broker), 1024);
     tokio::spawn(async move {
         loop {
@@ -70,7 +66,7 @@ pub async fn json(world: Shared, indices: Vec<usize>, broker: (String, u16), tic
                 .map(|i| {
                     let machine = &world.machines[*i];
                     let mut body = serde_json::Map::new();
-                    body.insert("ts".into(), now_ms().into());
+                    body.insert("ts".into(), clock.now_ms().into());
                     for (name, value) in &machine.values {
                         body.insert(name.clone(), serde_json::json!(value));
                     }
@@ -88,7 +84,14 @@ pub async fn json(world: Shared, indices: Vec<usize>, broker: (String, u16), tic
 
 /// Runs one Sparkplug edge node for the machines `indices` (all of one site) until the
 /// task is dropped.
-pub async fn sparkplug(world: Shared, site: String, indices: Vec<usize>, broker: (String, u16), tick: Duration) {
+pub async fn sparkplug(
+    world: Shared,
+    site: String,
+    indices: Vec<usize>,
+    broker: (String, u16),
+    tick: Duration,
+    clock: model::ClockRef,
+) {
     // Devices and metrics in register-map order (aliases follow it).
     let devices: Vec<(usize, Vec<SeriesKey>)> = {
         let Ok(world) = world.lock() else { return };
@@ -107,7 +110,7 @@ pub async fn sparkplug(world: Shared, site: String, indices: Vec<usize>, broker:
             .collect()
     };
     let mut node = EdgeNode::new(GROUP, &sparkplug_id(&site), devices.iter().flat_map(|(_, keys)| keys.clone()));
-    node.bd_seq = (now_ms() / 1000 % 256) as u64;
+    node.bd_seq = (clock.now_ms() / 1000 % 256) as u64;
     let mut options = options(&format!("treaty-sim-{}", node.node), &broker);
     options.set_last_will(LastWill::new(node.topic("NDEATH", None), node.death(), QoS::AtLeastOnce, false));
     let (client, mut events) = AsyncClient::new(options, 4096);
@@ -116,7 +119,7 @@ pub async fn sparkplug(world: Shared, site: String, indices: Vec<usize>, broker:
     let mut connected = false;
     // The current value of every metric, as samples stamped now.
     let current = |world: &crate::World| -> Vec<(SeriesKey, Sample)> {
-        let now = now_ms();
+        let now = clock.now_ms();
         devices
             .iter()
             .flat_map(|(i, keys)| {

@@ -79,9 +79,3 @@ pub trait RecordStore: Send + Sync + 'static {
 
 /// How the rest of Treaty holds a store.
 pub type RecordStoreRef = Arc<dyn RecordStore>;
-
-/// Milliseconds since the epoch, now (records carry wall-clock times; stores take no
-/// clock of their own).
-pub(crate) fn now_ms() -> i64 {
-    model::Timestamp::now().0
-}

@@ -32,6 +32,8 @@ struct Inner {
     /// Reads go through their own connection so that WAL lets them run beside a write.
     reader: Mutex<Connection>,
     path: PathBuf,
+    /// Stamps rows and audit entries (the hub's clock; the system clock by default).
+    clock: model::ClockRef,
     /// Counts this process's write transactions (see `RecordStore::commits`).
     commits: tokio::sync::watch::Sender<u64>,
 }
@@ -39,6 +41,11 @@ struct Inner {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir` and runs pending migrations.
     pub fn open(data_dir: &Path) -> Result<Self> {
+        Self::open_with_clock(data_dir, model::SystemClock::shared())
+    }
+
+    /// `open`, with the clock that stamps rows and audit entries.
+    pub fn open_with_clock(data_dir: &Path, clock: model::ClockRef) -> Result<Self> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| Error::Internal(format!("cannot create data directory {}: {e}", data_dir.display())))?;
         let path = data_dir.join(FILE_NAME);
@@ -46,7 +53,9 @@ impl SqliteStore {
         migrate(&mut writer)?;
         let reader = connect(&path)?;
         let (commits, _) = tokio::sync::watch::channel(0);
-        Ok(Self { inner: Arc::new(Inner { writer: Mutex::new(writer), reader: Mutex::new(reader), path, commits }) })
+        Ok(Self {
+            inner: Arc::new(Inner { writer: Mutex::new(writer), reader: Mutex::new(reader), path, clock, commits }),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -228,7 +237,8 @@ impl RecordStore for SqliteStore {
     }
 
     async fn apply(&self, batch: WriteBatch) -> Result<Applied> {
-        self.write(move |conn| apply::apply(conn, batch)).await
+        let now = self.inner.clock.now_ms();
+        self.write(move |conn| apply::apply(conn, batch, now)).await
     }
 
     async fn idempotency(&self, principal: &str, key: &str) -> Result<Option<IdempotencyRecord>> {
@@ -255,6 +265,7 @@ impl RecordStore for SqliteStore {
 
     async fn create_token(&self, actor: &str, token: TokenRecord) -> Result<()> {
         let actor = actor.to_owned();
+        let now = self.inner.clock.now_ms();
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let inserted = tx.execute(
@@ -274,7 +285,15 @@ impl RecordStore for SqliteStore {
             }
             let after = serde_json::json!({"id": token.id, "name": token.name, "role": token.role,
                 "customer": token.customer, "assets": token.assets});
-            apply::append_audit(&tx, &actor, "token.create", "token", &token.id, None, Some(after.to_string()))?;
+            apply::append_audit(
+                &tx,
+                apply::By { actor: &actor, at: now },
+                "token.create",
+                "token",
+                &token.id,
+                None,
+                Some(after.to_string()),
+            )?;
             tx.commit()?;
             Ok(())
         })
@@ -303,14 +322,21 @@ impl RecordStore for SqliteStore {
 
     async fn revoke_token(&self, actor: &str, id: &str) -> Result<bool> {
         let (actor, id) = (actor.to_owned(), id.to_owned());
+        let now = self.inner.clock.now_ms();
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let changed = tx.execute(
-                "UPDATE token SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                params![crate::now_ms(), id],
-            )?;
+            let changed =
+                tx.execute("UPDATE token SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", params![now, id])?;
             if changed == 1 {
-                apply::append_audit(&tx, &actor, "token.revoke", "token", &id, None, None)?;
+                apply::append_audit(
+                    &tx,
+                    apply::By { actor: &actor, at: now },
+                    "token.revoke",
+                    "token",
+                    &id,
+                    None,
+                    None,
+                )?;
             }
             tx.commit()?;
             Ok(changed == 1)
@@ -329,13 +355,22 @@ impl RecordStore for SqliteStore {
     ) -> Result<bool> {
         let (actor, action, kind, id, event) =
             (actor.to_owned(), action.to_owned(), kind.to_owned(), id.to_owned(), event.to_owned());
+        let now = self.inner.clock.now_ms();
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let seen: bool = tx
                 .prepare_cached("SELECT 1 FROM field_event WHERE actor = ? AND event = ?")?
                 .exists(params![actor, event])?;
             if !seen {
-                let seq = apply::append_audit(&tx, &actor, &action, &kind, &id, None, Some(details.to_string()))?;
+                let seq = apply::append_audit(
+                    &tx,
+                    apply::By { actor: &actor, at: now },
+                    &action,
+                    &kind,
+                    &id,
+                    None,
+                    Some(details.to_string()),
+                )?;
                 tx.execute(
                     "INSERT INTO field_event (actor, event, audit_seq) VALUES (?, ?, ?)",
                     params![actor, event, seq as i64],

@@ -97,6 +97,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         data_dir: args.data_dir.clone(),
         truth: Some(args.truth.clone()),
         pki_dir: args.pki_dir.clone(),
+        clock: model::SystemClock::shared(),
     };
     let running = sim::start(&fleet.entities, options).await.map_err(anyhow::Error::msg)?;
     for endpoint in &running.endpoints {

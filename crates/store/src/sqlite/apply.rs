@@ -34,9 +34,15 @@ pub(super) fn audit_anchor(conn: &Connection) -> Result<Option<(u64, String)>> {
 }
 
 /// Appends one chained audit entry and moves the anchor, inside the caller's transaction.
+/// Who made a change, and when: what every audit entry starts with.
+pub(super) struct By<'a> {
+    pub actor: &'a str,
+    pub at: i64,
+}
+
 pub(super) fn append_audit(
     tx: &Transaction<'_>,
-    actor: &str,
+    by: By<'_>,
     action: &str,
     kind: &str,
     id: &str,
@@ -49,8 +55,8 @@ pub(super) fn append_audit(
     };
     let mut entry = RawEntry {
         seq,
-        at: crate::now_ms(),
-        actor: actor.to_owned(),
+        at: by.at,
+        actor: by.actor.to_owned(),
         action: action.to_owned(),
         kind: kind.to_owned(),
         id: id.to_owned(),
@@ -113,7 +119,7 @@ fn validate(entity: &Entity) -> Result<()> {
     }
 }
 
-fn write_row(tx: &Transaction<'_>, entity: &Entity, body: &str, version: i64) -> Result<()> {
+fn write_row(tx: &Transaction<'_>, entity: &Entity, body: &str, version: i64, now: i64) -> Result<()> {
     let model = match entity {
         Entity::Asset(a) => Some(a.model.as_str()),
         _ => None,
@@ -123,21 +129,13 @@ fn write_row(tx: &Transaction<'_>, entity: &Entity, body: &str, version: i64) ->
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (kind, id) DO UPDATE SET customer = excluded.customer, parent = excluded.parent,
            model = excluded.model, body = excluded.body, version = excluded.version, updated_at = excluded.updated_at",
-        params![
-            entity.kind().as_str(),
-            entity.id(),
-            entity.customer(),
-            entity.parent(),
-            model,
-            body,
-            version,
-            crate::now_ms()
-        ],
+        params![entity.kind().as_str(), entity.id(), entity.customer(), entity.parent(), model, body, version, now],
     )?;
     Ok(())
 }
 
-pub(super) fn apply(conn: &mut Connection, batch: WriteBatch) -> Result<Applied> {
+/// Applies a batch in one transaction; `now` stamps its rows and audit entries.
+pub(super) fn apply(conn: &mut Connection, batch: WriteBatch, now: i64) -> Result<Applied> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut applied = Applied::default();
     let mut upserted: Vec<Entity> = Vec::new();
@@ -151,8 +149,8 @@ pub(super) fn apply(conn: &mut Connection, batch: WriteBatch) -> Result<Applied>
                     return Err(Error::AlreadyExists { kind, id });
                 }
                 let body = entity.to_json().to_string();
-                write_row(&tx, &entity, &body, 1)?;
-                append_audit(&tx, &batch.actor, "create", kind.as_str(), &id, None, Some(body))?;
+                write_row(&tx, &entity, &body, 1, now)?;
+                append_audit(&tx, By { actor: &batch.actor, at: now }, "create", kind.as_str(), &id, None, Some(body))?;
                 applied.created += 1;
                 applied.versions.push((kind, id, 1));
                 upserted.push(entity);
@@ -171,8 +169,16 @@ pub(super) fn apply(conn: &mut Connection, batch: WriteBatch) -> Result<Applied>
                     continue;
                 }
                 let version = before.version + 1;
-                write_row(&tx, &entity, &body, version)?;
-                append_audit(&tx, &batch.actor, "update", kind.as_str(), &id, Some(before.body), Some(body))?;
+                write_row(&tx, &entity, &body, version, now)?;
+                append_audit(
+                    &tx,
+                    By { actor: &batch.actor, at: now },
+                    "update",
+                    kind.as_str(),
+                    &id,
+                    Some(before.body),
+                    Some(body),
+                )?;
                 applied.updated += 1;
                 applied.versions.push((kind, id, version));
                 upserted.push(entity);
@@ -184,7 +190,15 @@ pub(super) fn apply(conn: &mut Connection, batch: WriteBatch) -> Result<Applied>
                 check_version(kind, &id, expected_version, before.version)?;
                 tx.execute("DELETE FROM entity WHERE kind = ? AND id = ?", params![kind.as_str(), id])?;
                 tx.execute("DELETE FROM entity_ref WHERE from_kind = ? AND from_id = ?", params![kind.as_str(), id])?;
-                append_audit(&tx, &batch.actor, "delete", kind.as_str(), &id, Some(before.body), None)?;
+                append_audit(
+                    &tx,
+                    By { actor: &batch.actor, at: now },
+                    "delete",
+                    kind.as_str(),
+                    &id,
+                    Some(before.body),
+                    None,
+                )?;
                 applied.deleted += 1;
                 deleted.push((kind, id));
             }
@@ -202,7 +216,7 @@ pub(super) fn apply(conn: &mut Connection, batch: WriteBatch) -> Result<Applied>
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO idempotency (principal, key, request_hash, status, body, created_at)
              VALUES (?, ?, ?, ?, ?, ?)",
-            params![record.principal, record.key, record.request_hash, record.status, record.body, crate::now_ms()],
+            params![record.principal, record.key, record.request_hash, record.status, record.body, now],
         )?;
         if inserted == 0 {
             return Err(Error::IdempotencyRace { key: record.key });

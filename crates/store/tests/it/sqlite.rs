@@ -123,3 +123,20 @@ async fn sync_plans_apply_exactly_the_difference() {
     assert_eq!(summary, vec![(Kind::Customer, 0, 1, 0), (Kind::User, 0, 0, 1)]);
     assert_eq!(unchanged, base().len() - 2);
 }
+
+#[tokio::test]
+async fn rows_and_audit_entries_are_stamped_by_the_stores_clock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = model::ManualClock::new(model::Timestamp(1_790_000_000_000));
+    let store: RecordStoreRef = Arc::new(SqliteStore::open_with_clock(dir.path(), clock.clone()).expect("open"));
+    store.apply(creates(base())).await.expect("apply");
+    clock.advance(60_000);
+    store
+        .record_event("token:gw", "device.interlock", "asset", "acme/p/l/p-1", "e-1", serde_json::json!({}))
+        .await
+        .expect("event");
+    let entries = store.audit(0, 1000).await.expect("audit");
+    let last = entries.last().expect("entries");
+    assert_eq!(last.at, model::Timestamp(1_790_000_060_000));
+    assert!(entries.iter().take(entries.len() - 1).all(|e| e.at == model::Timestamp(1_790_000_000_000)));
+}
