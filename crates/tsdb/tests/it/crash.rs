@@ -13,36 +13,47 @@ use tsdb::{Tsdb, TsdbOptions};
 const SERIES: usize = 4;
 const PER_BATCH: i64 = 500;
 
+/// Runs the crash writer (with `extra` arguments) from the batch after `acknowledged`,
+/// kills it with SIGKILL after `wanted` acknowledgements (somewhere inside its next
+/// write) and returns the last batch it acknowledged.
+fn write_until_killed(dir: &std::path::Path, acknowledged: i64, extra: &[&std::ffi::OsStr], seed: u64) -> i64 {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tsdb-crash-writer"))
+        .arg(dir)
+        .arg((acknowledged + 1).to_string())
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn writer");
+    let stdout = child.stdout.take().expect("stdout");
+    let wanted = 5 + (seed >> 33) % 40;
+    let (mut last, mut acked) = (acknowledged, 0);
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let Some(n) = line.strip_prefix("ACK ").and_then(|n| n.parse::<i64>().ok()) else { continue };
+        (last, acked) = (n, acked + 1);
+        if acked == wanted {
+            std::thread::sleep(Duration::from_micros((seed >> 40) % 3000));
+            child.kill().expect("SIGKILL");
+            break;
+        }
+    }
+    child.wait().expect("reap");
+    assert!(acked > 0, "the writer acknowledged nothing");
+    last
+}
+
+fn next_seed(seed: u64) -> u64 {
+    seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407)
+}
+
 #[test]
 fn acknowledged_samples_survive_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut acknowledged: i64 = -1;
     let mut seed = 0x5eed_u64;
     for round in 0..20 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tsdb-crash-writer"))
-            .arg(dir.path())
-            .arg((acknowledged + 1).to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn writer");
-        let stdout = child.stdout.take().expect("stdout");
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let wanted = 5 + (seed >> 33) % 40;
-        let mut acked_this_round = 0;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let Some(n) = line.strip_prefix("ACK ").and_then(|n| n.parse::<i64>().ok()) else { continue };
-            acknowledged = n;
-            acked_this_round += 1;
-            if acked_this_round == wanted {
-                // Kill while the writer is somewhere inside its next write.
-                std::thread::sleep(Duration::from_micros((seed >> 40) % 3000));
-                child.kill().expect("SIGKILL");
-                break;
-            }
-        }
-        child.wait().expect("reap");
-        assert!(acked_this_round > 0, "round {round}: the writer acknowledged nothing");
+        seed = next_seed(seed);
+        acknowledged = write_until_killed(dir.path(), acknowledged, &[], seed);
         let options = TsdbOptions {
             chunk_samples: 700,
             wal_checkpoint_bytes: 48 << 10,
@@ -75,32 +86,10 @@ fn a_durable_consumer_processes_each_acknowledged_sample_exactly_once_across_sig
     let data = dir.path().join("telemetry");
     let mut acknowledged: i64 = -1;
     let mut seed = 0xc0ffee_u64;
-    for round in 0..12 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tsdb-crash-writer"))
-            .arg(&data)
-            .arg((acknowledged + 1).to_string())
-            .arg("--consumer")
-            .arg(&log)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn writer");
-        let stdout = child.stdout.take().expect("stdout");
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let wanted = 10 + (seed >> 33) % 30;
-        let mut acked_this_round = 0;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let Some(n) = line.strip_prefix("ACK ").and_then(|n| n.parse::<i64>().ok()) else { continue };
-            acknowledged = n;
-            acked_this_round += 1;
-            if acked_this_round == wanted {
-                std::thread::sleep(Duration::from_micros((seed >> 40) % 3000));
-                child.kill().expect("SIGKILL");
-                break;
-            }
-        }
-        child.wait().expect("reap");
-        assert!(acked_this_round > 0, "round {round}: the writer acknowledged nothing");
+    for _ in 0..12 {
+        seed = next_seed(seed);
+        let extra = [std::ffi::OsStr::new("--consumer"), log.as_os_str()];
+        acknowledged = write_until_killed(&data, acknowledged, &extra, seed);
     }
     // Let the consumer finish what the engine still holds for it.
     let drained = Command::new(env!("CARGO_BIN_EXE_tsdb-crash-writer"))
